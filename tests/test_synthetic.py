@@ -1,0 +1,56 @@
+"""The synthetic experiments: the notebook under papermill, parameter checks, reproducibility of sub-sweeps."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mfh_nb.mvd import fig2_specs, fig3_specs
+from mfh_nb.synthetic import run_fig2, run_sweep, summarise
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_notebook_runs_under_papermill(tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "04_synthetic.ipynb"), str(tmp_path / "executed.ipynb"),
+           "-p", "n_runs", "3", "-p", "out_dir", str(out), "-p", "device", "cpu", "--log-level", "ERROR"]
+    subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True, text=True)
+    res = json.loads((out / "results.json").read_text())
+    assert res["params"]["n_runs"] == 3 and res["params"]["epochs"] == 1000 and res["params"]["rho"] == 0.5
+    assert len(res["summary"]) == 11 and all(row["n_runs"] == 3 for row in res["summary"])
+    assert len(res["runs"]) == 33
+    assert {"torch", "numpy", "pandas", "mfh_nb", "python"} <= set(res["versions"])
+    assert res["device"].startswith("cpu")
+    for row in res["runs"]:
+        assert row["delta"] == pytest.approx(row["kd_acc"] - row["nokd_acc"])
+        assert 0 <= row["teacher_acc"] <= 100
+    gammas = [round(r["gamma"], 2) for r in res["summary"] if r["experiment"] == "fig2"]
+    assert gammas == [0.0, 0.11, 0.25, 0.43, 0.67, 1.0]
+    for fig in ("fig2.png", "fig3.png"):
+        assert (out / fig).read_bytes()[:4] == b"\x89PNG"
+    assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("kwargs,exc,words", [
+    (dict(n_runs=0), ValueError, "n_runs"),
+    (dict(n_train=2.5), TypeError, "n_train"),
+    (dict(epochs=-1), ValueError, "epochs"),
+    (dict(lr=0.0), ValueError, "lr"),
+    (dict(rho=1.5), ValueError, "rho"),
+    (dict(method="fast"), ValueError, "method"),
+    (dict(device="nonsense"), ValueError, "device"),
+])
+def test_bad_parameters_fail_before_work(kwargs, exc, words):
+    with pytest.raises(exc, match=words):
+        run_sweep({"fig2": fig2_specs()}, **kwargs)
+
+
+def test_a_sub_sweep_reproduces_the_rows_of_the_full_sweep():
+    kw = dict(n_runs=2, epochs=50, device="cpu")
+    both = run_sweep({"fig2": fig2_specs(), "fig3": fig3_specs()}, **kw)
+    alone = run_fig2(**kw)
+    cols = ["seed", "teacher_acc", "nokd_acc", "kd_acc"]
+    assert (both[both.experiment == "fig2"][cols].reset_index(drop=True) == alone[cols]).all().all()
+    assert summarise(alone).n_runs.tolist() == [2] * 6
