@@ -658,14 +658,17 @@ def compare_table2(summary: pd.DataFrame, # the output of summarise_table2
 # %% ../nbs/05_salience.ipynb #1ee30a13
 def plot_table2(df: pd.DataFrame, # the output of run_table2
                ) -> plt.Figure:
-    "Teacher accuracy and student gain over regular KD, per setting and mode (mean ± 1 sd)."
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.6))
+    "Teacher accuracy and student gain over regular KD, per setting and mode (mean ± 1 sd), one colour per teacher."
+    colours = {"regular": "tab:blue", "gt": "tab:orange", "alg1": "tab:green", "random": "tab:red"}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 3.6))
     teachers = pd.concat([df[df["mode"] == "gt"].assign(teacher="regular", acc=df.teacher_acc),
-                          df.assign(teacher=df["mode"].map(lambda m: f"modality-general ({m})"), acc=df.mg_teacher_acc)])
-    sns.pointplot(teachers, x="gamma", y="acc", hue="teacher", errorbar="sd", dodge=0.3, ax=ax1)
-    sns.pointplot(df, x="gamma", y="gain", hue="mode", errorbar="sd", dodge=0.3, ax=ax2)
+                          df.assign(teacher=df["mode"], acc=df.mg_teacher_acc)])
+    sns.pointplot(teachers, x="gamma", y="acc", hue="teacher", palette=colours, errorbar="sd", dodge=0.3, ax=ax1)
+    sns.pointplot(df, x="gamma", y="gain", hue="mode", palette=colours, errorbar="sd", dodge=0.3, ax=ax2)
     ax2.axhline(0, color="grey", lw=0.8, ls="--")
     ax1.set(xlabel="γ of the regular teacher", ylabel="teacher test accuracy (%)")
     ax2.set(xlabel="γ of the regular teacher", ylabel="MG-KD − regular KD (points)")
+    for ax, title in ((ax1, "teacher"), (ax2, "modality-general teacher")):
+        ax.legend(title=title, fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
     fig.suptitle("Table 2: a less accurate but modality-general teacher makes a better student"); fig.tight_layout()
     return fig

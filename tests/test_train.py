@@ -65,3 +65,64 @@ def test_two_process_gloo_job_agrees_with_one_process(tmp_path):
             assert h2["val"] == pytest.approx(h1["val"], abs=1 / 256 + 1e-9)
         assert two[name]["weights"] == pytest.approx(one[name]["weights"], rel=1e-3, abs=1e-4)
         assert two[name]["test"] == pytest.approx(one[name]["test"], abs=2 / 512)
+
+
+# --- in-process checks of the paths the notebook does not exercise ---------------------------------------------
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from mfh_nb.kd import dense_kd_loss, multilabel_kd_loss  # noqa: E402
+from mfh_nb.train import Callback, DictDataset, Distill, Supervised, fit  # noqa: E402
+
+
+class _StopAt(Callback):
+    def __init__(self, epoch): self.epoch = epoch
+    def on_epoch_end(self, state):
+        if state.epoch == self.epoch: raise KeyboardInterrupt
+
+
+def _toy(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 5, generator=g)
+    return x, (x[:, 0] + x[:, 1] > 0).long()
+
+
+def test_scheduler_state_survives_a_resume(tmp_path):
+    x, y = _toy()
+    dl = DataLoader(DictDataset(b=x, y=y), batch_size=16, shuffle=True)
+    kw = dict(epochs=5, val_loader=dl, num_classes=2, device="cpu", progress=False, lr=0.1,
+              scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5))
+    model = lambda: (torch.manual_seed(0), nn.Linear(5, 2))[1]
+    plain = fit(Supervised(model()), dl, **kw)
+    with pytest.raises(KeyboardInterrupt):
+        fit(Supervised(model()), dl, checkpoint_dir=tmp_path, callbacks=[_StopAt(2)], **kw)
+    resumed = fit(Supervised(model()), dl, checkpoint_dir=tmp_path, **kw)
+    assert resumed.resumed_from == 1
+    assert resumed.history.lr.tolist() == [0.1, 0.1, 0.05, 0.05, 0.025]
+    assert resumed.history.drop(columns="seconds").equals(plain.history.drop(columns="seconds"))
+
+
+def test_multilabel_distillation_with_f1():
+    g = torch.Generator().manual_seed(1)
+    xa, xb = torch.randn(80, 6, generator=g), torch.randn(80, 4, generator=g)
+    y = torch.stack([xa[:, 0] > 0, xb[:, 0] > 0], 1).float()
+    dl = DataLoader(DictDataset(a=xa, b=xb, y=y), batch_size=20)
+    kw = dict(epochs=30, val_loader=dl, test_loader=dl, num_classes=2, device="cpu", progress=False, lr=0.2)
+    teacher = fit(Supervised(nn.Linear(6, 2), key="a", loss=F.binary_cross_entropy_with_logits), dl, metric="f1_micro", **kw)
+    student = fit(Distill(nn.Linear(4, 2), teacher.model, loss=multilabel_kd_loss), dl, metric="f1_macro", **kw)
+    assert teacher.test > 0.6 and 0 < student.test <= 1
+
+
+def test_dense_distillation_with_miou():
+    g = torch.Generator().manual_seed(2)
+    xa, xb = torch.randn(16, 2, 6, 6, generator=g), torch.randn(16, 3, 6, 6, generator=g)
+    y = (xa[:, 0] > 0).long()
+    y[:, 0, 0] = 255                                           # an unlabelled pixel per image
+    dl = DataLoader(DictDataset(a=xa, b=xb, y=y), batch_size=4)
+    kw = dict(epochs=10, val_loader=dl, test_loader=dl, num_classes=2, device="cpu", progress=False, lr=0.2, metric="miou")
+    teacher = fit(Supervised(nn.Conv2d(2, 2, 1), key="a", loss=lambda z, t: F.cross_entropy(z, t, ignore_index=255)), dl, **kw)
+    student = fit(Distill(nn.Conv2d(3, 2, 1), teacher.model, loss=dense_kd_loss), dl, **kw)
+    assert teacher.test > 0.8 and 0 <= student.test <= 1
