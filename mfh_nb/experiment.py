@@ -5,6 +5,7 @@
 # %% ../nbs/02_experiment.ipynb #f3fca1f0
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -20,7 +21,7 @@ import torch
 
 # %% auto #0
 __all__ = ['resolve_device', 'derive_seed', 'check_positive', 'library_versions', 'device_name', 'atomic_target',
-           'write_json_atomic', 'save_figure', 'write_results']
+           'remove_stale_temporaries', 'write_json_atomic', 'save_figure', 'write_results']
 
 # %% ../nbs/02_experiment.ipynb #94d0f3fe
 def resolve_device(device: str | torch.device = "auto", # "auto", "cpu", "cuda", "cuda:1", ...
@@ -73,6 +74,14 @@ def atomic_target(path: str | Path, # the file to write
     os.close(fd)
     return path, Path(tmp)
 
+def remove_stale_temporaries(path: str | Path, # a file written with `atomic_target`
+                            ) -> list[Path]:
+    "Delete the temporaries of `path` that a killed writer left behind; returns what was removed."
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")) if path.parent.is_dir() else []
+    for tmp in stale: tmp.unlink(missing_ok=True)
+    return stale
+
 def write_json_atomic(path: str | Path, # where the JSON goes
                       obj: dict,        # a JSON-serialisable object
                      ) -> Path:
@@ -107,6 +116,7 @@ def write_results(out_dir: str | Path,   # the output folder (created if needed)
                  ) -> Path:
     "Save `figures` as PNGs and write results.json (experiment, parameters, time, device, versions, sections) into `out_dir`."
     out = Path(out_dir)
+    for name in ["results.json", *(f"{stem}.png" for stem in figures)]: remove_stale_temporaries(out / name)
     for stem, fig in figures.items(): save_figure(fig, out / f"{stem}.png")
     records = {k: v.to_dict("records") if hasattr(v, "to_dict") else v for k, v in sections.items()}
     return write_json_atomic(out / "results.json", dict(

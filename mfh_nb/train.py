@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 from tqdm.auto import tqdm
 
-from .experiment import atomic_target, check_positive, derive_seed, resolve_device
+from .experiment import atomic_target, check_positive, derive_seed, remove_stale_temporaries, resolve_device
 from .kd import check_rho_T, kd_loss
 
 # %% auto #0
@@ -364,6 +364,7 @@ def fit(objective,                    # Supervised, Distill, salience.Joint, or 
                     dict(epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay, seed=seed,
                          metric=type(metric).__name__, custom_optimizer=optimizer is not None))
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
+    if ckpt and run.rank == 0: remove_stale_temporaries(ckpt)
     saved = load_checkpoint(ckpt, run.fingerprint) if ckpt else None
     state = restore(run, saved) if saved else FitState(run.trained, run.opt, rank=run.rank)
     resumed_from = len(state.history) - 1 if saved else None
