@@ -14,14 +14,18 @@ import tempfile
 import zlib
 from numbers import Real
 from pathlib import Path
+from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
+from torch import nn
 
 # %% auto #0
-__all__ = ['resolve_device', 'derive_seed', 'check_positive', 'library_versions', 'device_name', 'atomic_target',
-           'remove_stale_temporaries', 'write_json_atomic', 'save_figure', 'write_results']
+__all__ = ['resolve_device', 'derive_seed', 'seeded_module', 'check_count', 'check_positive', 'check_fraction',
+           'library_versions', 'device_name', 'atomic_target', 'remove_stale_temporaries', 'write_json_atomic',
+           'save_figure', 'mean_std', 'write_results']
 
 # %% ../nbs/02_experiment.ipynb #94d0f3fe
 def resolve_device(device: str | torch.device = "auto", # "auto", "cpu", "cuda", "cuda:1", ...
@@ -42,15 +46,44 @@ def derive_seed(seed: int,       # the experiment's seed
     ints = [zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in (seed, *keys)]
     return int(np.random.SeedSequence(ints).generate_state(2, dtype=np.uint32).astype(np.uint64) @ [1 << 31, 1])
 
+# %% ../nbs/02_experiment.ipynb #b80c5eff
+def seeded_module(seed: int,                  # seed of the initial weights
+                  build: Callable[[], nn.Module], # builds the module (draws its weights from torch's global RNG)
+                 ) -> nn.Module:
+    "The module `build()` returns, with its weights drawn from `seed`; the caller's global RNG state is left as it was."
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
 # %% ../nbs/02_experiment.ipynb #c6a00ccb
+def check_count(name: str,        # the parameter's name, for the message
+                value: int,       # the value to check
+                minimum: int = 1, # smallest allowed value
+               ) -> None:
+    "Raise unless `value` is an int (not a bool) no smaller than `minimum`."
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum: raise ValueError(f"{name} must be {'positive' if minimum == 1 else f'>= {minimum}'}, got {value}")
+
 def check_positive(name: str,       # the parameter's name, for the message
                    value: float,    # the value to check
-                   integer: bool = False, # require an int
+                   integer: bool = False, # require an int >= 1 (as `check_count`)
                   ) -> None:
     "Raise unless `value` is a positive finite number (a positive int if `integer`)."
-    if isinstance(value, bool) or not isinstance(value, int if integer else Real):
-        raise TypeError(f"{name} must be {'an int' if integer else 'a number'}, got {value!r}")
+    if integer: return check_count(name, value, minimum=1)
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     if not 0 < value < math.inf: raise ValueError(f"{name} must be positive, got {value!r}")
+
+def check_fraction(name: str,          # the parameter's name, for the message
+                   value: float,       # the value to check
+                   closed: bool = False, # allow 1 ([0, 1] instead of [0, 1))
+                  ) -> None:
+    "Raise unless `value` is a number in [0, 1) (in [0, 1] if `closed`)."
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not (0 <= value <= 1 if closed else 0 <= value < 1):
+        raise ValueError(f"{name} must be in [0, {'1]' if closed else '1)'}, got {value!r}")
 
 # %% ../nbs/02_experiment.ipynb #8bf889b3
 def library_versions() -> dict[str, str]:
@@ -105,6 +138,17 @@ def save_figure(fig: plt.Figure,   # the figure
         os.replace(tmp, path)
     finally: tmp.unlink(missing_ok=True)
     return path
+
+# %% ../nbs/02_experiment.ipynb #d0432a34
+def mean_std(runs: pd.DataFrame,  # one row per run
+             keys: list[str],     # the columns that identify a setting
+             columns: list[str],  # the numbers to summarise
+            ) -> pd.DataFrame:
+    "Mean and standard deviation over runs of `columns`, one row per setting (first-seen order): <col>_mean, <col>_std, n_runs."
+    groups = runs.groupby(keys, sort=False)
+    stats = groups[columns].agg(["mean", "std"])
+    stats.columns = [f"{c}_{s}" for c, s in stats.columns]
+    return stats.reset_index().assign(n_runs=groups.size().values)
 
 # %% ../nbs/02_experiment.ipynb #b36d5801
 def write_results(out_dir: str | Path,   # the output folder (created if needed)

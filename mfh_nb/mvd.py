@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import matplotlib.pyplot as plt
@@ -14,22 +14,12 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-# %% auto #0
-__all__ = ['check_count', 'check_indices', 'MVDSpec', 'validate_spec', 'union', 'gamma', 'alpha', 'beta', 'unseen', 'columns_of',
-           'shared_pairs', 'summary', 'venn_spec', 'as_generator', 'with_random_columns', 'fig2_specs', 'fig3_specs',
-           'table2_specs', 'preset_table', 'draw_venn', 'MVDTask', 'make_task', 'labels_of', 'sample', 'train_test',
-           'RandomNonlinearMap']
+from .experiment import check_count
 
-# %% ../nbs/01_mvd.ipynb #8fcf6c12
-def check_count(name: str, # the argument's name, for the message
-                value: int, # the value to check
-                minimum: int = 1, # smallest allowed value
-               ) -> None:
-    "Raise unless `value` is an integer no smaller than `minimum`."
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+# %% auto #0
+__all__ = ['check_indices', 'MVDSpec', 'validate_spec', 'columns_of', 'shared_pairs', 'summary', 'venn_spec', 'as_generator',
+           'with_random_columns', 'fig2_specs', 'fig3_specs', 'table2_specs', 'preset_table', 'draw_venn', 'MVDTask',
+           'make_task', 'labels_of', 'sample', 'train_test', 'RandomNonlinearMap']
 
 # %% ../nbs/01_mvd.ipynb #0f8d44cf
 def check_indices(name: str,            # the argument's name, for the message
@@ -61,45 +51,49 @@ class MVDSpec:
         for name in ("J_a", "J_b", "cols_a", "cols_b"):
             if getattr(self, name) is not None: object.__setattr__(self, name, tuple(getattr(self, name)))
         validate_spec(self)
+        for u in ("a", "b"):                                # default placement: column j holds feature j
+            if getattr(self, f"cols_{u}") is None: object.__setattr__(self, f"cols_{u}", getattr(self, f"J_{u}"))
+
+    @property
+    def decisive_union(self) -> set[int]:
+        "J_a ∪ J_b: the decisive features some modality observes."
+        return set(self.J_a) | set(self.J_b)
+
+    @property
+    def gamma(self) -> float:
+        "γ = |J_a ∩ J_b| / |J_a ∪ J_b|: the share of modality-general decisive features."
+        return len(set(self.J_a) & set(self.J_b)) / len(self.decisive_union)
+
+    @property
+    def alpha(self) -> float:
+        "α = 1 - |J_b| / |J_a ∪ J_b|: the share of decisive features only modality a observes."
+        return 1 - len(self.J_b) / len(self.decisive_union)
+
+    @property
+    def beta(self) -> float:
+        "β = 1 - |J_a| / |J_a ∪ J_b|: the share of decisive features only modality b observes."
+        return 1 - len(self.J_a) / len(self.decisive_union)
+
+    @property
+    def unseen(self) -> tuple[int, ...]:
+        "Decisive features no modality observes (label noise for both)."
+        return tuple(j for j in range(self.d) if j not in self.decisive_union)
 
 # %% ../nbs/01_mvd.ipynb #b09c3bd9
 def validate_spec(spec: MVDSpec) -> None:
-    "Check every field of `spec` (filling default columns) and raise a ValueError/TypeError naming the bad one."
+    "Check every field of `spec` and raise a ValueError/TypeError naming the bad one (it changes nothing)."
     for name in ("d", "d_a", "d_b"): check_count(name, getattr(spec, name))
     check_count("n_classes", spec.n_classes, minimum=2)
     for u in ("a", "b"):
-        J, d_u = getattr(spec, f"J_{u}"), getattr(spec, f"d_{u}")
+        J, d_u, cols = getattr(spec, f"J_{u}"), getattr(spec, f"d_{u}"), getattr(spec, f"cols_{u}")
         check_indices(f"J_{u}", J, spec.d, "d")
         if len(J) > d_u: raise ValueError(f"|J_{u}|={len(J)} decisive features do not fit in d_{u}={d_u} columns")
-        if getattr(spec, f"cols_{u}") is None:
-            if any(j >= d_u for j in J):
-                raise ValueError(f"J_{u} has features >= d_{u}={d_u}: give cols_{u} to place them")
-            object.__setattr__(spec, f"cols_{u}", J)
-        cols = getattr(spec, f"cols_{u}")
+        if cols is None and any(j >= d_u for j in J):
+            raise ValueError(f"J_{u} has features >= d_{u}={d_u}: give cols_{u} to place them")
+        cols = J if cols is None else cols
         check_indices(f"cols_{u}", cols, d_u, f"d_{u}")
         if len(cols) != len(J): raise ValueError(f"cols_{u} has {len(cols)} entries but J_{u} has {len(J)}")
     if not spec.J_a and not spec.J_b: raise ValueError("J_a and J_b are both empty: alpha, beta, gamma are undefined")
-
-# %% ../nbs/01_mvd.ipynb #fe975f7f
-def union(spec: MVDSpec) -> set[int]:
-    "J_a ∪ J_b: the decisive features some modality observes."
-    return set(spec.J_a) | set(spec.J_b)
-
-def gamma(spec: MVDSpec) -> float:
-    "γ = |J_a ∩ J_b| / |J_a ∪ J_b|: the share of modality-general decisive features."
-    return len(set(spec.J_a) & set(spec.J_b)) / len(union(spec))
-
-def alpha(spec: MVDSpec) -> float:
-    "α = 1 - |J_b| / |J_a ∪ J_b|: the share of decisive features only modality a observes."
-    return 1 - len(spec.J_b) / len(union(spec))
-
-def beta(spec: MVDSpec) -> float:
-    "β = 1 - |J_a| / |J_a ∪ J_b|: the share of decisive features only modality b observes."
-    return 1 - len(spec.J_a) / len(union(spec))
-
-def unseen(spec: MVDSpec) -> tuple[int, ...]:
-    "Decisive features no modality observes (label noise for both)."
-    return tuple(j for j in range(spec.d) if j not in union(spec))
 
 # %% ../nbs/01_mvd.ipynb #cf891002
 def columns_of(spec: MVDSpec, # the diagram
@@ -122,7 +116,7 @@ def summary(spec: MVDSpec) -> dict:
     return dict(d=spec.d, d_a=spec.d_a, d_b=spec.d_b, n_classes=spec.n_classes,
                 J_a=len(spec.J_a), J_b=len(spec.J_b), shared=len(shared),
                 a_only=len(spec.J_a) - len(shared), b_only=len(spec.J_b) - len(shared),
-                unseen=len(unseen(spec)), alpha=alpha(spec), beta=beta(spec), gamma=gamma(spec))
+                unseen=len(spec.unseen), alpha=spec.alpha, beta=spec.beta, gamma=spec.gamma)
 
 # %% ../nbs/01_mvd.ipynb #884dd82f
 def venn_spec(n_shared: int,     # |J_a ∩ J_b|: modality-general decisive features

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from mfh_nb.mvd import fig2_specs, fig3_specs
-from mfh_nb.synthetic import run_fig2, run_sweep, summarise
+from mfh_nb.experiments.synthetic import run_sweep, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_notebook_runs_under_papermill(tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "04_synthetic.ipynb"), str(tmp_path / "executed.ipynb"),
+    cmd = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "21_synthetic.ipynb"), str(tmp_path / "executed.ipynb"),
            "-p", "n_runs", "3", "-p", "out_dir", str(out), "-p", "device", "cpu", "--log-level", "ERROR"]
     subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True, text=True)
     res = json.loads((out / "results.json").read_text())
@@ -50,7 +50,7 @@ def test_bad_parameters_fail_before_work(kwargs, exc, words):
 def test_a_sub_sweep_reproduces_the_rows_of_the_full_sweep():
     kw = dict(n_runs=2, epochs=50, device="cpu")
     both = run_sweep({"fig2": fig2_specs(), "fig3": fig3_specs()}, **kw)
-    alone = run_fig2(**kw)
+    alone = run_sweep({"fig2": fig2_specs()}, **kw)
     cols = ["seed", "teacher_acc", "nokd_acc", "kd_acc"]
     assert (both[both.experiment == "fig2"][cols].reset_index(drop=True) == alone[cols]).all().all()
     assert summarise(alone).n_runs.tolist() == [2] * 6
