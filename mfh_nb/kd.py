@@ -5,7 +5,6 @@
 # %% ../nbs/00_kd.ipynb #69f1e8f1
 from __future__ import annotations
 
-import math
 from numbers import Real
 
 import torch

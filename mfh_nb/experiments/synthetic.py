@@ -11,7 +11,7 @@ import seaborn as sns
 import torch
 
 from ..data.gauss import SweepData, draw_sweep
-from ..experiment import check_positive, mean_std, resolve_device
+from ..experiment import check_count, check_positive, mean_std, resolve_device
 from ..kd import check_rho_T
 from ..models.gauss import batched_accuracy, fit_linear_batched, fit_linear_naive, linear_logits
 from ..mvd import MVDSpec
@@ -59,8 +59,9 @@ def train_sweep_naive(data: SweepData, # the stacked runs
 
 # %% ../../nbs/21_synthetic.ipynb #d875c96a
 def check_sweep_params(n_runs: int, n_train: int, n_test: int, epochs: int, lr: float, rho: float, T: float,
-                       method: str) -> None:
+                       method: str, seed: int = 0) -> None:
     "Validate the parameters of a synthetic sweep, naming the first bad one."
+    check_count("seed", seed, minimum=0)
     for name, v in (("n_runs", n_runs), ("n_train", n_train), ("n_test", n_test), ("epochs", epochs)):
         check_positive(name, v, integer=True)
     check_positive("lr", lr)
@@ -77,7 +78,7 @@ def run_sweep(experiments: dict[str, list[MVDSpec]], # experiment name -> its se
               method: str = "batched",                # "batched" (all runs at once) or "naive" (one model at a time)
              ) -> pd.DataFrame:
     "Teacher, no-KD and KD-student test accuracy (%) and Δ = KD - no-KD for every run of every setting."
-    check_sweep_params(n_runs, n_train, n_test, epochs, lr, rho, T, method)
+    check_sweep_params(n_runs, n_train, n_test, epochs, lr, rho, T, method, seed)
     dev = resolve_device(device)
     data = draw_sweep(experiments, n_runs, n_train, n_test, seed)
     train = train_sweep_batched if method == "batched" else train_sweep_naive
