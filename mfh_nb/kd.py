@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['T_MAX', 'check_rho_T', 'check_logits', 'check_target', 'kl_per_sample', 'kd_loss', 'bernoulli_kl',
-           'multilabel_kd_loss', 'dense_kd_loss']
+__all__ = ['T_MAX', 'KD_WEIGHTINGS', 'check_rho_T', 'check_logits', 'check_target', 'kl_per_sample', 'kd_loss', 'kd_weights',
+           'bernoulli_kl', 'multilabel_kd_loss', 'dense_kd_loss']
 
 # %% ../nbs/00_kd.ipynb #0ed164c8
 T_MAX = 1e6  # the largest temperature accepted: T² must stay far from float overflow
@@ -98,6 +98,20 @@ def kd_loss(student_logits: Tensor, # (N, K) student logits
     task = F.cross_entropy(student_logits, target.long())
     kd = kl_per_sample(student_logits, teacher_logits, T).mean()
     return rho * task + (1 - rho) * T**2 * kd
+
+# %% ../nbs/00_kd.ipynb #7f25a981
+KD_WEIGHTINGS = ("paper", "reference") # Eq. 1 as written; the reference code's CE + KLDivLoss(reduction="mean")
+
+def kd_weights(weighting: str,  # "paper" or "reference"
+               rho: float,      # Eq. 1's rho (used by "paper")
+               n_classes: int,  # K (used by "reference": its KL is averaged over N·K entries)
+              ) -> tuple[float, float]:
+    "(w_task, w_kd) of the loss w_task·L_task + w_kd·L_kd: (rho, 1 - rho) for the paper, (1, 1/K) for the reference code."
+    if weighting not in KD_WEIGHTINGS: raise ValueError(f"weighting must be one of {KD_WEIGHTINGS}, got {weighting!r}")
+    check_rho_T(rho, 1.0)
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive int, got {n_classes!r}")
+    return (rho, 1 - rho) if weighting == "paper" else (1.0, 1 / n_classes)
 
 # %% ../nbs/00_kd.ipynb #302af629
 def bernoulli_kl(student_logits: Tensor, # student logits, any shape
