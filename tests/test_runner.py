@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from mfh_nb.runner import (Entry, Progress, Resources, cell_lock, fingerprint, main, make_executor, paper_markdown,
-                           paper_table, plan, plot_entry, read_record, run_cell, submit_array, wait_for, write_record)
+                           paper_table, plan, plot_entry, preset_entries, read_record, run_cell, submit_array, wait_for,
+                           write_record)
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = [sys.executable, "-c", "import sys; from mfh_nb.runner import main; sys.exit(main())"]
@@ -132,6 +133,7 @@ def test_failures_are_kept_with_their_cells_and_rerun(tmp_path, tiny, capsys):
     (["sweep"], "give a notebook or a grid file"),
     (["paper", "--preset", "gpu"], "give --data-root"),
     (["sweep", "{tiny}", "--cluster", "slurm"], "needs a time limit"),
+    (["sweep", "{tiny}", "--devices", "0", "--gpus-per-job", "2"], "2 GPU(s) per job requested"),
 ])
 def test_bad_input_fails_before_anything_starts(tmp_path, tiny, capsys, args, words):
     out = tmp_path / "sweep"
@@ -207,6 +209,12 @@ def test_dry_run_lists_cells_and_names_unknown_parameters(tmp_path, tiny, capsys
     text = capsys.readouterr().out
     assert text.count("to do") == 3 and "typo: unknown parameter(s) ['X']" in text
     assert not (out / "tiny").exists()
+
+
+def test_a_preset_file_without_data_root_keeps_its_values(tmp_path):
+    path = tmp_path / "preset.yaml"
+    path.write_text(yaml.safe_dump([dict(name="t", notebook="nbs/21_synthetic.ipynb", parameters=dict(device="cpu", n_runs=[1, 2]))]))
+    assert preset_entries(str(path)) == [Entry("t", "nbs/21_synthetic.ipynb", dict(device="cpu", n_runs=[1, 2]))]
 
 
 def test_console_script_is_declared():
