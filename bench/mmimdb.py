@@ -75,10 +75,12 @@ def main():
     base = loader_rate(PerRow(ds), args.batch_size, 0, args.batches)
     print(f"{'reading':<28}{'workers':>8}{'samples/s':>12}{'ratio':>8}")
     print(f"{'row by row (MultiBench)':<28}{0:>8}{base:>12.0f}{1:>8.2f}")
+    ours = {}
     for w in args.workers:
         for name, data in (("row by row (MultiBench)", PerRow(ds)), ("batch by batch (ours)", ds)):
             if w == 0 and data is not ds: continue
             rate = loader_rate(data, args.batch_size, w, args.batches)
+            if data is ds: ours[w] = rate
             print(f"{name:<28}{w:>8}{rate:>12.0f}{rate / base:>8.2f}")
     B, bce = args.batch_size, F.binary_cross_entropy_with_logits
     batch = {"text": 0.1 * torch.randn(B, 300), "image": torch.relu(torch.randn(B, 4096)), "y": torch.randint(0, 2, (B, 2)).float()}
@@ -91,6 +93,9 @@ def main():
     for name, t in times.items():
         params = sum(p.numel() for p in nets[name].model.parameters())
         print(f"{name:<20}{params:>12,}{1000 * t:>10.1f}{B / t:>12.0f}{t / times['text student']:>8.2f}")
+    w = max(ours, key=ours.get)
+    print(f"SUMMARY loader {ours[w]:.0f} samples/s ({w} workers, {ours[w] / base:.1f}x row by row); steps (ms): "
+          + ", ".join(f"{k} {1000 * t:.1f}" for k, t in times.items()))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ __all__ = ['CHOICES', 'THRESHOLDS', 'TEXT_IMAGE', 'FUSED', 'PAPER', 'F1_COLUMNS'
            'check_table7_config', 'table7_file', 'SigmoidF1', 'val_thresholds', 'f1_scores', 'predict', 'f1_on_test',
            'table7_sets', 'eval_loader', 'train', 'Relabelled', 'pseudo_labels', 'table7_teachers', 'prob_distance',
            'fused_inputs', 'general_teacher', 'planted_factors', 'region_reliance', 'score', 'table7_run', 'run_table7',
-           'json_ready', 'summarise_table7', 'vs_paper', 'side_by_side', 'plot_teacher_student', 'plot_salience_paths']
+           'summarise_table7', 'vs_paper', 'side_by_side', 'plot_teacher_student', 'plot_salience_paths']
 
 # %% ../../nbs/28_mmimdb.ipynb #bda3a3f9
 @dataclass(frozen=True)
@@ -310,11 +310,7 @@ PAPER = {  # Table 7 (App. B.3): test F1 in %, teachers trained on the first hal
 }
 F1_COLUMNS = ["teacher_f1_micro", "teacher_f1_macro", "student_f1_micro", "student_f1_macro"]
 
-# %% ../../nbs/28_mmimdb.ipynb #be749b47
-def json_ready(df: pd.DataFrame) -> pd.DataFrame:
-    "The table with NaN replaced by None (results.json is strict JSON)."
-    return df.astype(object).where(df.notna(), None)
-
+# %% ../../nbs/28_mmimdb.ipynb #3ace4c8f
 def summarise_table7(runs: pd.DataFrame) -> pd.DataFrame:
     "Mean and standard deviation over runs of every number, one row per method."
     cols = [c for c in runs.columns if c not in ("run", "method", "teacher_modality") and runs[c].notna().any()]
