@@ -43,10 +43,11 @@ def mathjax(cache: Path) -> Path:
     return dest
 
 
-def experiment_page(executed: Path) -> str | None:
+def experiment_page() -> str | None:
     "The page of the first notebook with a `parameters` cell, experiments (2x_) first, for the screenshot"
     import nbformat
-    for fn in sorted(executed.glob("*.ipynb"), key=lambda f: (not f.name.startswith("2"), f.name)):
+    from execute import notebooks
+    for fn in sorted(notebooks(), key=lambda f: (not f.name.startswith("2"), f.name)):
         cells = nbformat.read(fn, as_version=4).cells
         if any("parameters" in c.metadata.get("tags", []) for c in cells): return fn.stem + ".html"
     return None
@@ -73,7 +74,7 @@ def check(build: Path, site: Path) -> int:
     "Load every page in headless Chromium; screenshots of the index and of one experiment page"
     from browser_check import main
     shots = {build / "screenshots" / "index.png": "index.html"}
-    exp = experiment_page(build / "nbs")
+    exp = experiment_page()
     if exp: shots[build / "screenshots" / "experiment.png"] = exp
     return main(site, shots)
 

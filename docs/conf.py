@@ -11,6 +11,7 @@ exclude_patterns = ["**.ipynb_checkpoints"]
 nb_execution_mode = "off"  # the notebooks were executed once by `build.py notebooks`; render their outputs
 nb_render_markdown_format = "myst"  # markdown outputs may carry math
 nb_merge_streams = True
+nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]  # widgets load a CDN
 myst_enable_extensions = ["dollarmath", "amsmath", "attrs_inline", "html_image"]
 myst_heading_anchors = 3
 myst_dmath_double_inline = True

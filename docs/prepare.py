@@ -182,9 +182,11 @@ def source_markdown(mod) -> str:
 def prepare(executed: Path, src: Path) -> list[str]:
     "Sphinx sources in `src` from the executed notebooks in `executed`: pages, API reference, source pages; the pages"
     from execute import notebooks
-    names = [f.name for f in notebooks()]
-    missing = [n for n in names if not (executed / n).exists()]
-    if missing: raise FileNotFoundError(f"not executed yet (run `docs/build.py notebooks`): {missing}")
+    sources = notebooks()
+    stale = [f.name for f in sources if not (executed / f.name).exists()
+             or (executed / f.name).stat().st_mtime < f.stat().st_mtime]
+    if stale: raise FileNotFoundError(f"not executed since last changed (run `docs/build.py notebooks`): {stale}")
+    names = [f.name for f in sources]
     labels = set()
     nbs = {n: processed(executed / n, labels) for n in names}
     lookup = LocalLookup(labels)
