@@ -8,7 +8,6 @@ Run from the project root:
     python docs/build.py check      # every page in headless Chromium; screenshots in _build/screenshots/
 """
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -60,8 +59,6 @@ def html(build: Path, site: Path, jobs: int) -> int:
     start, build = time.time(), build.absolute()
     src = build / "src"
     static = mathjax(build)
-    shutil.rmtree(src, ignore_errors=True)
-    src.mkdir(parents=True)
     names = prepare(build / "nbs", src)
     print(f"prepared {len(names)} notebooks in {time.time() - start:.1f} s")
     rc = build_main(["-b", "html", "-c", str(DOCS), "-d", str(build / "doctrees"), "-W", "--keep-going", "-q",

@@ -8,6 +8,7 @@ keep their code and whatever outputs were committed with them.
 """
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -70,13 +71,19 @@ def run_notebook(fn: Path,  # the notebook to run
                  force_flags: list,  # flags to run even if listed in `skip_flags`
                  basepath: Path,  # the project root, put on sys.path as nbdev_test does
                  ) -> tuple[bool, float, str]:
-    "Run `fn` with nbdev's own `test_nb`, write it with its outputs into `out_dir`; (passed, seconds, failure)"
+    "Run `fn` with nbdev's own `test_nb`, write it with its outputs into `out_dir`; (passed, wall s, CPU s, failure)"
     nbdev.test.CaptureShell = KeepingShell  # test_nb builds its shell from this module-level name
-    KeepingShell.last = None
+    KeepingShell.last, cpu = None, cpu_seconds()
     passed, secs = nbdev.test.test_nb(fn, skip_flags=skip_flags, force_flags=force_flags, basepath=basepath)
-    shell = KeepingShell.last
+    shell, cpu = KeepingShell.last, cpu_seconds() - cpu
     nbformat.write(with_outputs(fn, shell.nb.cells if shell and shell.nb else None), out_dir / fn.name)
-    return passed, secs, '' if passed else f"{fn.name}: {failed_cell(shell) if shell else 'did not start'}"
+    return passed, secs, cpu, '' if passed else f"{fn.name}: {failed_cell(shell) if shell else 'did not start'}"
+
+
+def cpu_seconds() -> float:
+    "CPU time (user + system) this process and its reaped children have used"
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def execute(out_dir: Path,  # where the executed notebooks go
@@ -93,10 +100,10 @@ def execute(out_dir: Path,  # where the executed notebooks go
     # the last notebooks (experiments) are the longest: starting them first keeps both workers busy to the end
     res = parallel(run_notebook, files[::-1], out_dir=out_dir.absolute(), skip_flags=cfg.tst_flags.split(),
                    force_flags=flags.split(), basepath=cfg.config_path, n_workers=n_workers, pause=0.01)
-    for fn, (passed, secs, _) in sorted(zip(files[::-1], res), key=lambda o: -o[1][1]):
-        print(f"{'ok    ' if passed else 'FAILED'} {secs:6.1f} s  {fn.name}")
+    for fn, (passed, secs, cpu, _) in sorted(zip(files[::-1], res), key=lambda o: -o[1][1]):
+        print(f"{'ok    ' if passed else 'FAILED'} {secs:6.1f} s wall {cpu:6.1f} s CPU  {fn.name}")
     print(f"{len(files)} notebooks in {time.time() - start:.0f} s with {n_workers} workers")
-    return [failure for passed, _, failure in res if not passed]
+    return [failure for passed, *_, failure in res if not passed]
 
 
 def main(out_dir: Path, path: str | None, file_glob: str, flags: str, n_workers: int) -> int:

@@ -7,6 +7,7 @@ to its line in a local source page. Backticked names in prose link to those sect
 """
 import ast
 import importlib
+import inspect
 import pkgutil
 import re
 from pathlib import Path
@@ -35,7 +36,6 @@ def source_page(module: str) -> str: return f"source/{module}"
 
 def source_href(obj) -> str:
     "Relative URL of the line where `obj` is defined, on its module's source page"
-    import inspect
     line = inspect.getsourcelines(obj)[1]
     return f"{source_page(obj.__module__)}.html#L-{line}"
 
@@ -84,14 +84,15 @@ class ShowDocs:
 
 
 def options_to_tags(cell):
-    "Quarto-style options left in the source (`#| echo: false`...) become myst-nb tags; test flags stay visible"
+    "Quarto-style options left in the source (`#| echo: false`...) become myst-nb tags; skip flags stay visible"
     if cell.cell_type != 'code': return
     d = getattr(cell, 'directives_', {}) or {}
     tags = [_tags[k.rstrip(':')] for k, v in d.items() if k.rstrip(':') in _tags and v[:1] == ['false']]
     if tags: cell.metadata['tags'] = cell.metadata.get('tags', []) + tags
     lines = [l for l in cell.source.splitlines() if not re.match(r'\s*#\|', l)]
-    flags = [f"#| {k}" for k in d if k in get_config().tst_flags.split()]
-    cell.source = '\n'.join(flags + lines)
+    shown = [f"#| {k}" for k in d if k in get_config().tst_flags.split()]  # why the cell has no output
+    if d.get('eval:', [''])[0].lower() == 'false': shown.append('#| eval: false')
+    cell.source = '\n'.join(shown + lines)
 
 
 def processed(fn: Path, labels: set):
@@ -127,9 +128,9 @@ def as_notebook(nb) -> nbformat.NotebookNode:
     return res
 
 
-def toctree(docs: list[str], hidden: bool = True) -> str:
-    "A MyST toctree of `docs`"
-    return "```{toctree}\n" + (":hidden:\n" if hidden else "") + ":maxdepth: 1\n\n" + "\n".join(docs) + "\n```\n"
+def toctree(docs: list[str]) -> str:
+    "A hidden MyST toctree of `docs`: the sidebar's entries, in this order"
+    return "```{toctree}\n:hidden:\n:maxdepth: 1\n\n" + "\n".join(docs) + "\n```\n"
 
 
 def public_modules() -> list:
@@ -155,7 +156,7 @@ def api_entry(mod, name: str, labels: set) -> str:
         summary = (getattr(getattr(mod, name), '__doc__', '') or '').strip().splitlines()[:1]
         return f"- [`{name}`](#{full}) {summary[0] if summary else ''}"
     line = assigned_line(Path(mod.__file__), name)
-    return f'- `{name}` <a href="{source_page(mod.__name__)}.html#L-{line}">source</a>'
+    return f'- `{name}` <a href="{source_page(mod.__name__)}.html{f"#L-{line}" if line else ""}">source</a>'
 
 
 def api_page(labels: set) -> str:
@@ -179,6 +180,14 @@ def source_markdown(mod) -> str:
     return f"# `{rel}`\n\n````{{raw}} html\n<div class=\"highlight-python notranslate\">{code}</div>\n````\n"
 
 
+def write_if_changed(path: Path, text: str) -> Path:
+    "Write `text` to `path` unless it already holds it, so Sphinx rebuilds only the pages that changed"
+    if not path.exists() or path.read_text(encoding='utf-8') != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding='utf-8')
+    return path
+
+
 def prepare(executed: Path, src: Path) -> list[str]:
     "Sphinx sources in `src` from the executed notebooks in `executed`: pages, API reference, source pages; the pages"
     from execute import notebooks
@@ -190,15 +199,15 @@ def prepare(executed: Path, src: Path) -> list[str]:
     labels = set()
     nbs = {n: processed(executed / n, labels) for n in names}
     lookup = LocalLookup(labels)
+    written = []
     for n, nb in nbs.items():
         for cell in nb.cells:
             if cell.cell_type == 'markdown': cell.source = lookup.linkify(cell.source)
         if n == 'index.ipynb':
             pages = [Path(o).stem for o in names if o != n] + ['api']
             nb.cells.append(mk_cell(toctree(pages), 'markdown'))
-        nbformat.write(as_notebook(nb), src / n)
-    (src / 'api.md').write_text(api_page(labels), encoding='utf-8')
-    (src / 'source').mkdir(exist_ok=True)
-    for mod in public_modules():
-        (src / f"{source_page(mod.__name__)}.md").write_text(source_markdown(mod), encoding='utf-8')
+        written.append(write_if_changed(src / n, nbformat.writes(as_notebook(nb)) + '\n'))
+    written.append(write_if_changed(src / 'api.md', api_page(labels)))
+    written += [write_if_changed(src / f"{source_page(m.__name__)}.md", source_markdown(m)) for m in public_modules()]
+    for old in (set(src.rglob('*.ipynb')) | set(src.rglob('*.md'))) - set(written): old.unlink()  # gone notebooks
     return names
