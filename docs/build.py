@@ -60,6 +60,7 @@ def html(build: Path, site: Path, jobs: int) -> int:
     src = build / "src"
     static = mathjax(build)
     names = prepare(build / "nbs", src)
+    shutil.rmtree(site, ignore_errors=True)  # no page of a renamed notebook left behind; doctrees stay cached
     print(f"prepared {len(names)} notebooks in {time.time() - start:.1f} s")
     rc = build_main(["-b", "html", "-c", str(DOCS), "-d", str(build / "doctrees"), "-W", "--keep-going", "-q",
                      "-j", str(jobs), "-D", f"html_static_path={DOCS / '_static'},{static}", str(src), str(site)])

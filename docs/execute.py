@@ -34,6 +34,10 @@ class KeepingShell(CaptureShell):
         self.nb = nb  # kept before running, so a failing notebook still has its outputs up to the failure
         super().run_all(nb, **kwargs)
 
+    def cell(self, cell, **kwargs):
+        cell['outputs'] = []  # a cell that runs shows only what this run printed, never a committed output
+        return super().cell(cell, **kwargs)
+
 
 def notebooks(path: str | None = None,  # a notebook or a folder; nbs_path if None (as nbdev_test's --path)
               file_glob: str = '*.ipynb',  # only names matching this glob (as nbdev_test's --file_glob)

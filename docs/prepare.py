@@ -49,10 +49,20 @@ def export_modules(nb) -> list[str]:
     return [f"{lib_name()}.{m}" for m in dict.fromkeys(mods)]
 
 
+def with_type_checking_names(mod):
+    "`mod`, with the names it imports only for type checkers (`if TYPE_CHECKING:`) added, so annotations render"
+    for node in ast.parse(inspect.getsource(mod)).body:
+        if isinstance(node, ast.If) and getattr(node.test, 'id', None) == 'TYPE_CHECKING':
+            names = {}
+            exec(compile(ast.Module(node.body, []), mod.__file__, 'exec'), dict(vars(mod)), names)
+            for k, v in names.items(): vars(mod).setdefault(k, v)
+    return mod
+
+
 def resolve(name: str, modules: list[str]):
     "The object `name` (e.g. `fit` or `Trainer.fit`) in the first of `modules` that has it, with its full name"
     for mod in modules:
-        obj = importlib.import_module(mod)
+        obj = with_type_checking_names(importlib.import_module(mod))
         for part in name.split('.'): obj = getattr(obj, part, None)
         if obj is not None: return obj, f"{mod}.{name}"
     return None, None

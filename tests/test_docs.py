@@ -31,7 +31,11 @@ CORE = [
     md("# Core\n\n> The core module of a tiny project\n\nThe map $x \\mapsto 2x$, and `double` computes it:\n\n"
        "$$\\sum_i (2 x_i)^2 = 4 \\sum_i x_i^2$$"),
     code("n = 3", tags=["parameters"]),
+    code("#| export\nfrom __future__ import annotations\nfrom typing import TYPE_CHECKING\n"
+         "if TYPE_CHECKING: from fractions import Fraction  # for annotations only"),
     code("#| export\ndef double(x: float,  # the number\n           ) -> float:\n    \"Twice $x$\"\n    return 2 * x"),
+    code("#| export\ndef halve(x: int) -> Fraction:  # an annotation naming a type-checking-only import\n"
+         "    \"Half of `x`, exactly\"\n    from fractions import Fraction\n    return Fraction(x, 2)"),
     code("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [double(v) for v in [1, 2, 3]]);"),
     code("import pandas as pd\npd.DataFrame({'x': [1, 2], 'double': [2, 4]})"),
     code("#| slow\nraise RuntimeError('the slow cell ran')"),
@@ -76,6 +80,7 @@ def test_site_builds_and_passes_the_check(project):
     assert 'id="tinylib-core-double"' in core and 'href="source/tinylib.core.html#L-' in core  # show_doc section
     text = html.unescape(re.sub(r"<[^>]+>", "", core))
     assert "def double(\n    x:float, # the number\n)->float:" in text  # signature with docments
+    assert "def halve(\n    x:int\n)->Fraction:" in text
     assert "#| export" not in text and "#| slow\nraise RuntimeError" in text  # export cell hidden, skipped code shown
     assert list((site / "_images").glob("*.png")), "the figure was not extracted"
     assert "_static/mathjax/tex-chtml.js" in core and "cdn" not in core.lower()
@@ -114,13 +119,20 @@ def nbdev_test(root: Path, flags: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"})
 
 
+def outputs(path: Path) -> dict:
+    "The outputs of the figure, slow and eval: false cells of the executed core notebook"
+    cells = nbformat.read(path / "nbs" / "00_core.ipynb", as_version=4).cells
+    return {k: next(c.outputs for c in cells if s in c.source) for k, s in
+            [("figure", "plt.plot"), ("slow", "#| slow"), ("eval", "#| eval: false")]}
+
+
 def test_notebooks_step_decides_as_nbdev_test(project, tmp_path):
-    cells = nbformat.read(project / "_build" / "nbs" / "00_core.ipynb", as_version=4).cells  # run with no flags
-    assert any(o.get("data", {}).get("image/png") for o in cells[4].outputs)  # the figure, kept for the docs
-    assert cells[6].outputs == [] and cells[7].outputs == []  # the slow and eval: false cells did not run
+    out = outputs(project / "_build")  # run with no flags
+    assert any(o.get("data", {}).get("image/png") for o in out["figure"])  # the figure, kept for the docs
+    assert out["slow"] == [] and out["eval"] == []  # the slow and eval: false cells did not run
     assert nbdev_test(project, "").returncode == 0  # nbdev_test agrees: the notebook passes
     res = build(project, "notebooks", "--build", str(tmp_path), "--flags", "slow")
     assert res.returncode == 1 and nbdev_test(project, "slow").returncode == 1  # both run the slow cell, both fail
     assert "FAILED 00_core.ipynb: cell #" in res.stderr and "the slow cell ran" in res.stderr
-    cells = nbformat.read(tmp_path / "nbs" / "00_core.ipynb", as_version=4).cells
-    assert any(o.output_type == "error" for o in cells[6].outputs) and cells[7].outputs == []
+    out = outputs(tmp_path)
+    assert any(o.output_type == "error" for o in out["slow"]) and out["eval"] == []  # the failure's traceback kept
