@@ -25,6 +25,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 _re_show_doc = re.compile(r'^show_doc\(\s*([\w.]+)\s*\)\s*$')
+_re_code_or_math = re.compile(r'(`[^`]*`|\$[^$]*\$)')
 _tags = {'echo': 'remove-input', 'output': 'remove-output', 'include': 'remove-cell'}  # quarto option -> myst-nb tag
 
 
@@ -68,9 +69,16 @@ def resolve(name: str, modules: list[str]):
     return None, None
 
 
+def literal_stars(s: str) -> str:
+    "`s` with each `*` outside code spans and math escaped, so a docstring's `a*` cannot end its italics early"
+    return ''.join(p if i % 2 else p.replace('*', r'\*') for i, p in enumerate(_re_code_or_math.split(s)))
+
+
 def doc_markdown(obj, name: str, full: str) -> str:
     "A show_doc section for `obj`: label, heading, local source link, signature with docments, docstring"
-    doc = MarkdownRenderer(obj, name=name)._repr_markdown_()
+    r = MarkdownRenderer(obj, name=name)  # fastcore's docments renderer, as nbdev's show_doc
+    first, *rest = (r.docs or '').strip().split('\n', 1)  # the first line in italics, as fastcore's renderer
+    doc = f"```python\n{r.dm}\n```" + (f"\n\n*{literal_stars(first)}*" if first else "") + ''.join(f"\n{x}" for x in rest)
     src = f'<a class="sd-source" href="{source_href(obj)}">source</a>'
     return f"({full})=\n### {name}\n\n{src}\n\n{doc}\n"
 
