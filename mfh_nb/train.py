@@ -466,8 +466,8 @@ def objective_fingerprint(objective: Objective) -> dict:
     return items
 
 def optimiser_fingerprint(opt: torch.optim.Optimizer, sched: object | None) -> dict:
-    "The optimiser's and scheduler's types and settings (every param group's hyper-parameters, the scheduler's initial state)."
-    groups = [{k: v for k, v in g.items() if k != "params"} | {"n_params": len(g["params"])} for g in opt.param_groups]
+    "The optimiser's and scheduler's types and settings (param groups' hyper-parameters but the schedulers' initial_lr; its state)."
+    groups = [{k: v for k, v in g.items() if k not in ("params", "initial_lr")} | {"n_params": len(g["params"])} for g in opt.param_groups]
     return dict(optimizer=f"{type(opt).__qualname__} {groups!r}",
                 scheduler=None if sched is None else f"{type(sched).__qualname__} {sorted(sched.state_dict().items())!r}")
 
