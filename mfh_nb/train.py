@@ -39,10 +39,10 @@ __all__ = ['METRICS', 'HOOKS', 'CHECKPOINT_MAGIC', 'DictDataset', 'to_device', '
            'check_keys', 'Supervised', 'Distill', 'make_metric', 'metric_width', 'check_targets', 'FitState',
            'Callback', 'call_hooks', 'EarlyStopping', 'seed_epoch', 'save_checkpoint', 'read_checkpoint',
            'first_difference', 'load_checkpoint', 'join_process_group', 'shard', 'autocast_for', 'check_loader',
-           'check_fit_data', 'check_fit_settings', 'check_fit_args', 'train_epoch', 'mean_over_processes', 'evaluate',
-           'FitResult', 'update_digest', 'digest', 'callable_id', 'data_fingerprint', 'objective_fingerprint',
-           'optimiser_fingerprint', 'TrainingRun', 'eval_mode', 'start_run', 'describe_batch', 'check_first_batch',
-           'run_state', 'open_checkpoint', 'restore', 'fit_epoch', 'improves', 'fit']
+           'check_fit_data', 'check_fit_settings', 'check_fit_args', 'nonfinite_keys', 'diverged', 'train_epoch',
+           'mean_over_processes', 'evaluate', 'FitResult', 'update_digest', 'digest', 'callable_id', 'data_fingerprint',
+           'objective_fingerprint', 'optimiser_fingerprint', 'TrainingRun', 'eval_mode', 'start_run', 'describe_batch',
+           'check_first_batch', 'run_state', 'open_checkpoint', 'restore', 'fit_epoch', 'improves', 'fit']
 
 # %% ../nbs/06_train.ipynb #54d7ce7b
 class DictDataset(Dataset):
@@ -315,8 +315,7 @@ def check_loader(name: str, loader: DataLoader | None) -> dict | None:
     shapes = {k: tuple(v.shape) for k, v in batch.items() if isinstance(v, Tensor)}
     if not shapes or any(len(s) == 0 for s in shapes.values()) or len({s[0] for s in shapes.values()}) > 1:
         raise ValueError(f"{name} must yield batches whose tensors share a batch dimension (a DataLoader with a batch_size), got {shapes}")
-    bad = [k for k, v in batch.items() if isinstance(v, Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad: raise ValueError(f"{name}'s first batch has NaN or infinite values in {bad}")
+    if nonfinite_keys(batch): raise ValueError(f"{name}'s first batch has NaN or infinite values in {nonfinite_keys(batch)}")
     return batch
 
 def check_fit_data(objective: Objective, loaders: dict[str, DataLoader | None], metric: torchmetrics.Metric | None) -> dict:
@@ -363,17 +362,28 @@ def check_fit_args(objective: Objective, loaders: dict[str, DataLoader | None], 
     return metric, check_fit_data(objective, loaders, metric)
 
 # %% ../nbs/06_train.ipynb #e1235481
+def nonfinite_keys(batch: dict) -> list[str]:
+    "The keys of a batch's floating-point tensors that hold NaN or infinite values."
+    return [k for k, v in batch.items() if isinstance(v, Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+
+def diverged(state: FitState, batch: dict) -> Exception:
+    "The error for a non-finite loss: a ValueError naming the inputs if the batch holds NaN or inf, else a FloatingPointError."
+    bad = nonfinite_keys(batch)
+    if bad: return ValueError(f"train_loader's batch {state.batch} of epoch {state.epoch} has NaN or infinite values in {bad}")
+    return FloatingPointError(f"loss is {state.loss} at epoch {state.epoch}, batch {state.batch}")
+
 def train_epoch(objective: Objective, model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer,
-                scaler: torch.amp.GradScaler, autocast: Callable, device: torch.device,
-                state: FitState, callbacks: Sequence[Callback], progress: bool) -> float:
-    "One epoch of training; returns the mean loss over the samples this process saw."
+                scaler: torch.amp.GradScaler, autocast: Callable, device: torch.device, state: FitState,
+                callbacks: Sequence[Callback], progress: bool, metric: torchmetrics.Metric | None = None) -> float:
+    "One epoch of training (targets checked against `metric` if given); returns the mean loss over the samples this process saw."
     model.train()
     total, count = torch.zeros((), device=device, dtype=torch.float64), 0
     for i, batch in enumerate(tqdm(loader, desc=f"epoch {state.epoch}", leave=False, disable=not progress)):
         batch = to_device(batch, device)
+        check_targets(metric, batch[objective.label_key], f"train_loader's labels {objective.label_key!r} (epoch {state.epoch}, batch {i})")
         with autocast(): loss = objective.loss(model, batch)
         state.batch, state.loss = i, loss.item()
-        if not math.isfinite(state.loss): raise FloatingPointError(f"loss is {state.loss} at epoch {state.epoch}, batch {i}")
+        if not math.isfinite(state.loss): raise diverged(state, batch)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
         n = len(batch[objective.label_key]); total += loss.detach() * n; count += n
@@ -557,7 +567,7 @@ def fit_epoch(run: TrainingRun, seed: int, metric: torchmetrics.Metric | None, s
     call_hooks(callbacks, "on_epoch_start", state)
     t0, lr = time.perf_counter(), run.opt.param_groups[0]["lr"]
     loss = train_epoch(run.objective, run.trained, run.loaders[0], run.opt, run.scaler, run.autocast, run.device,
-                       state, callbacks, progress and run.rank == 0)
+                       state, callbacks, progress and run.rank == 0, metric)
     if run.sched: run.sched.step()
     row = dict(epoch=state.epoch, train_loss=loss, lr=lr)
     if run.loaders[1] is not None:
@@ -595,7 +605,8 @@ def fit(objective: Objective,         # Supervised, Distill, salience.Joint, or 
     run = start_run(objective, list(loaders.values()), device, seed, make_opt, scheduler, amp)
     check_first_batch(run, batches["train_loader"], metric)
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
-    saved = open_checkpoint(run, ckpt, loaders, dict(epochs=epochs, seed=seed, metric=repr(metric)))
+    scored_by = None if metric is None else f"{type(metric).__name__}({metric_width(metric)})"
+    saved = open_checkpoint(run, ckpt, loaders, dict(epochs=epochs, seed=seed, metric=scored_by))
     state = restore(run, saved) if saved else FitState(run.trained, run.opt, rank=run.rank)
     best, resumed_from = (saved["best"], len(saved["history"]) - 1) if saved else (dict(epoch=-1, val=None, weights=None), None)
     call_hooks(callbacks, "on_fit_start", state)

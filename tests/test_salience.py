@@ -177,11 +177,14 @@ def test_nullified_tokens_along_the_last_dimension():
 def test_negative_channel_is_refused_not_the_last_one_nullified(pair, data):
     f1, _ = pair
     with pytest.raises(ValueError, match=r"channels must be in \[0, 8\)"):
+        Nullified(f1, [-1], "1", torch.zeros(8))
+    with pytest.raises(ValueError, match=r"channels must be in \[0, 8\)"):
         Nullified(f1, [-1], "1", "batch", data=data[0])
 
 
-@pytest.mark.parametrize("fill", ["batch", "mean"])
+@pytest.mark.parametrize("fill", ["batch", "default"])
 def test_wrong_length_salience_is_refused_for_every_fill(pair, data, fill):
     f1, _ = pair
+    kw = {} if fill == "default" else {"fill": fill}
     with pytest.raises(ValueError, match="salience has 5 values but layer '1' has 8 channels"):
-        modality_specific_teacher(f1, torch.linspace(0, 1, 5), 0.5, layer="1", fill=fill, data=data[0])
+        modality_specific_teacher(f1, torch.linspace(0, 1, 5), 0.5, layer="1", data=data[0], **kw)

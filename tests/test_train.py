@@ -3,6 +3,7 @@ uninterrupted one; a 2-process gloo DDP job agrees with the 1-process job."""
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -281,16 +282,16 @@ def test_checkpoint_of_another_optimiser_scheduler_or_architecture_is_refused(tm
 
 @pytest.mark.parametrize("damage", ["truncate", "bitflip", "garbage", "empty"])
 def test_damaged_checkpoint_is_refused(tmp_path, damage):
-    fit(Supervised(_net(0)), **_student_kw(checkpoint_dir=tmp_path))
+    best = fit(Supervised(_net(0)), **_student_kw(checkpoint_dir=tmp_path)).model.weight.detach().numpy().tobytes()
     ckpt = tmp_path / "checkpoint.pt"
     data = bytearray(ckpt.read_bytes())
     if damage == "truncate": data = data[: len(data) // 2]
-    if damage == "bitflip": data[-200] ^= 0x10                  # inside the last tensor's bytes (near the end of the zip)
+    if damage == "bitflip": data[data.find(best) + 2] ^= 0x10      # one bit of a saved weight: the file still loads
     if damage == "garbage": data = bytearray(b"\x00" * len(data))
     if damage == "empty": data = bytearray()
     ckpt.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match=f"checkpoint {ckpt}"):
-        fit(Supervised(_net(0)), **_student_kw(checkpoint_dir=tmp_path, epochs=3))
+    with pytest.raises(ValueError, match=f"checkpoint {re.escape(str(ckpt))} (is damaged|is truncated)"):
+        fit(Supervised(_net(0)), **_student_kw(checkpoint_dir=tmp_path))             # the same run: it would resume
 
 
 def test_validation_labels_outside_num_classes_are_refused():
