@@ -37,8 +37,10 @@ __all__ = ['per_sample_mean', 'mse_distance', 'l1_distance', 'softmax_mse_distan
 def per_sample_mean(d: Tensor,     # (..., n, *out) elementwise terms
                     out_ndim: int, # the number of dimensions of one sample's output
                    ) -> Tensor:
-    "The mean of `d` over each sample's output dimensions: shape (..., n)."
-    return d.flatten(-out_ndim).mean(-1) if out_ndim else d
+    "The mean of `d` over each sample's output dimensions: shape (..., n) (a product with 1/K weights: fast for few outputs)."
+    if not out_ndim: return d
+    flat = d.flatten(-out_ndim)
+    return flat @ flat.new_full((flat.shape[-1],), 1 / flat.shape[-1])
 
 def mse_distance(p: Tensor, # (..., n, *out) raw outputs (logits) of f1
                  q: Tensor, # (n, *out) raw outputs of f2
@@ -438,7 +440,7 @@ def salience(f1: nn.Module,            # network on modality a (jointly trained 
              method: str = "fast",     # "fast", or "literal" (the reference loop, tensors only)
              channel_dim: int = 1,     # the dimension of the layer's output that indexes channels (-1: (N, L, D) tokens)
             ) -> Tensor:
-    "Algorithm 1, normalised salience of each channel of f1 at `layer`; memory: n(|h|+|y|) + chunk_size*batch_size*(|h|+|a|) bytes."
+    "Algorithm 1: salience of each channel of f1 at `layer` (f2 with permute='b'); memory n(|h|+|y|) + chunk_size*batch_size*(|h|+|a|)."
     keys = check_salience_args(f1, f2, data_a, data_b, keys, M, dist, chunk_size, batch_size, seed, permute, method, normalize)
     if permute == "b":
         f1, f2, keys = f2, f1, keys[::-1]

@@ -38,8 +38,8 @@ from .kd import check_rho_T, kd_loss
 __all__ = ['METRICS', 'HOOKS', 'CHECKPOINT_MAGIC', 'DictDataset', 'to_device', 'Objective', 'check_module', 'check_callable',
            'check_keys', 'Supervised', 'Distill', 'make_metric', 'metric_width', 'check_targets', 'FitState',
            'Callback', 'call_hooks', 'EarlyStopping', 'seed_epoch', 'save_checkpoint', 'read_checkpoint',
-           'first_difference', 'load_checkpoint', 'join_process_group', 'shard', 'autocast_for', 'check_loader',
-           'check_fit_data', 'check_fit_settings', 'check_fit_args', 'nonfinite_keys', 'diverged', 'train_epoch',
+           'first_difference', 'load_checkpoint', 'join_process_group', 'shard', 'autocast_for', 'nonfinite_keys',
+           'check_loader', 'check_fit_data', 'check_fit_settings', 'check_fit_args', 'diverged', 'train_epoch',
            'mean_over_processes', 'evaluate', 'FitResult', 'update_digest', 'digest', 'callable_id', 'data_fingerprint',
            'objective_fingerprint', 'optimiser_fingerprint', 'TrainingRun', 'eval_mode', 'start_run', 'describe_batch',
            'check_first_batch', 'run_state', 'open_checkpoint', 'restore', 'fit_epoch', 'improves', 'fit']
@@ -303,6 +303,10 @@ def autocast_for(device: torch.device, amp: bool, # the device; whether mixed pr
     return ctx, torch.amp.GradScaler("cuda", enabled=on and dtype == torch.float16)
 
 # %% ../nbs/06_train.ipynb #5f111e1b
+def nonfinite_keys(batch: dict) -> list[str]:
+    "The keys of a batch's floating-point tensors that hold NaN or infinite values."
+    return [k for k, v in batch.items() if isinstance(v, Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+
 def check_loader(name: str, loader: DataLoader | None) -> dict | None:
     "The first batch of `loader` after checking it is a non-empty DataLoader of dicts with a batch dimension and finite floats."
     if loader is None: return None
@@ -362,10 +366,6 @@ def check_fit_args(objective: Objective, loaders: dict[str, DataLoader | None], 
     return metric, check_fit_data(objective, loaders, metric)
 
 # %% ../nbs/06_train.ipynb #e1235481
-def nonfinite_keys(batch: dict) -> list[str]:
-    "The keys of a batch's floating-point tensors that hold NaN or infinite values."
-    return [k for k, v in batch.items() if isinstance(v, Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
-
 def diverged(state: FitState, batch: dict) -> Exception:
     "The error for a non-finite loss: a ValueError naming the inputs if the batch holds NaN or inf, else a FloatingPointError."
     bad = nonfinite_keys(batch)
