@@ -26,13 +26,13 @@ from ..mvd import summary, venn_spec
 
 # %% auto #0
 __all__ = ['NYU40_CLASSES', 'IGNORE_INDEX', 'RGB_MEAN', 'RGB_STD', 'DEPTH_MEAN_M', 'DEPTH_STD_M', 'MAT_FILES', 'LAYOUTS',
-           'FIXTURE_CLASSES', 'OBJECT_CUES', 'FIXTURE_MAP_CLASS', 'MATLAB_73_HEADER', 'GREY_PALETTE', 'NYU40_PALETTE',
-           'to_target', 'read_image', 'read_depth_png', 'read_depth_npy', 'read_list', 'sagate_records',
-           'esanet_records', 'check_files', 'load_mat_v5', 'mat_image_count', 'mat_split', 'class_mapping',
-           'read_mat_image', 'RandomScale', 'train_transform', 'to_tv_sample', 'normalise', 'detect_layout',
-           'check_choice', 'NYUDepthV2', 'read_record', 'fixture_mvd', 'Scene', 'room', 'place_boxes', 'render_scene',
-           'hha_stand_in', 'raw_labels', 'write_mat_layout', 'write_sagate_layout', 'write_esanet_layout',
-           'write_fixture', 'colourise', 'show_samples']
+           'FIXTURE_CLASSES', 'OBJECT_CUES', 'STRIPE', 'FIXTURE_MAP_CLASS', 'MATLAB_73_HEADER', 'GREY_PALETTE',
+           'NYU40_PALETTE', 'to_target', 'read_image', 'read_depth_png', 'read_depth_npy', 'read_list',
+           'sagate_records', 'esanet_records', 'check_files', 'load_mat_v5', 'mat_image_count', 'mat_split',
+           'class_mapping', 'read_mat_image', 'RandomScale', 'train_transform', 'to_tv_sample', 'normalise',
+           'detect_layout', 'check_choice', 'NYUDepthV2', 'read_record', 'fixture_mvd', 'Scene', 'room', 'place_boxes',
+           'stripes', 'paint', 'render_scene', 'hha_stand_in', 'raw_labels', 'write_mat_layout', 'write_sagate_layout',
+           'write_esanet_layout', 'write_fixture', 'colourise', 'show_samples']
 
 # %% ../../nbs/13_nyud.ipynb #647b2122
 NYU40_CLASSES = ("wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
@@ -254,13 +254,15 @@ def read(self: NYUDepthV2, i: int) -> tuple:
 # %% ../../nbs/13_nyud.ipynb #181dac4a
 FIXTURE_CLASSES = pd.DataFrame([   # the planted MVD: one decisive cue per class, shown in RGB, in depth or in both
     (1, "general", "grey band", "fronto-parallel plane"), (2, "general", "brown band", "plane receding to the wall"),
-    (22, "general", "light band", "plane receding to the wall"), (10, "general", "dark", "0.5 m in front of the wall"),
-    (16, "general", "light", "0.2 m in front of the wall"), (11, "colour only", "red", "flat on the wall (invisible)"),
-    (26, "colour only", "blue", "flat on the wall (invisible)"), (3, "depth only", "wall-coloured (invisible)", "0.9 m in front of the wall"),
+    (22, "general", "light band", "plane receding to the wall"),
+    (10, "general", "horizontal light/dark boards", "horizontal boards, far/near"),
+    (16, "general", "vertical light/dark folds", "vertical folds, far/near"),
+    (11, "colour only", "red", "flat on the wall (invisible)"), (26, "colour only", "blue", "flat on the wall (invisible)"),
+    (3, "depth only", "wall-coloured (invisible)", "0.9 m in front of the wall"),
     (9, "depth only", "wall-coloured (invisible)", "0.9 m behind the wall")], columns=["label", "decided by", "rgb", "depth"])
 FIXTURE_CLASSES.insert(1, "class", [NYU40_CLASSES[c - 1] for c in FIXTURE_CLASSES.label])
-OBJECT_CUES = {10: ((45, 45, 45), 0.5), 16: ((225, 225, 225), 0.2), 11: ((200, 40, 40), 0.0), 26: ((50, 70, 210), 0.0),
-               3: (None, 0.9), 9: (None, -0.9)}   # label: (RGB colour or None = the wall's, metres in front of the wall)
+OBJECT_CUES = {10: "rows", 16: "columns", 11: (200, 40, 40), 26: (50, 70, 210), 3: 0.9, 9: -0.9}  # stripes, colour, depth offset
+STRIPE = dict(period=8, rgb=50.0, depth=0.15, front=0.3)   # period (px), amplitudes (grey levels, metres), 0.3 m in front
 
 def fixture_mvd() -> dict:
     "The fixture's modality Venn diagram: a = depth, b = RGB, one decisive feature per class; sizes and α, β, γ."
@@ -302,6 +304,21 @@ def place_boxes(rng: np.random.Generator, width: int, rows: tuple[int, int], n: 
         if all(b[2] + 1 < c[0] or c[2] + 1 < b[0] or b[3] + 1 < c[1] or c[3] + 1 < b[1] for c in boxes): boxes.append(b)
     return boxes
 
+def stripes(kind: str, h: int, w: int) -> np.ndarray:
+    "±1 stripes of STRIPE['period'] pixels along the rows ('rows': horizontal boards) or the columns ('columns': folds)."
+    idx = np.arange(h)[:, None] if kind == "rows" else np.arange(w)[None, :]
+    return np.broadcast_to(((idx // (STRIPE["period"] // 2)) % 2) * 2 - 1.0, (h, w))
+
+def paint(rng: np.random.Generator, rgb: np.ndarray, depth: np.ndarray, box: tuple, cue, d_wall: float) -> None:
+    "Draw an object's cue at `box`: stripes in both modalities, a colour in RGB only, or a depth offset in depth only."
+    y0, x0, y1, x1 = box
+    if isinstance(cue, str):
+        p = stripes(cue, y1 - y0, x1 - x0)
+        rgb[y0:y1, x0:x1] = (rng.uniform(90, 170) + STRIPE["rgb"] * p)[..., None]
+        depth[y0:y1, x0:x1] = d_wall - STRIPE["front"] + STRIPE["depth"] * p
+    elif isinstance(cue, tuple): rgb[y0:y1, x0:x1] = np.array(cue) * rng.uniform(0.85, 1.1)
+    else: depth[y0:y1, x0:x1] = d_wall - cue
+
 def render_scene(rng: np.random.Generator,           # the writer's random generator
                  size: tuple[int, int] = (60, 80),   # (H, W)
                  n_objects: tuple[int, int] = (3, 6), # objects per image, drawn from [low, high)
@@ -311,9 +328,8 @@ def render_scene(rng: np.random.Generator,           # the writer's random gener
     void = np.zeros(size, bool)
     for y0, x0, y1, x1 in place_boxes(rng, size[1], rows, rng.integers(*n_objects)):
         c = list(OBJECT_CUES)[rng.integers(len(OBJECT_CUES))]
-        colour, front = OBJECT_CUES[c]
-        label[y0:y1, x0:x1], depth[y0:y1, x0:x1] = c, d_wall - front
-        rgb[y0:y1, x0:x1] = grey if colour is None else np.array(colour) * rng.uniform(0.85, 1.1)
+        label[y0:y1, x0:x1] = c
+        paint(rng, rgb, depth, (y0, x0, y1, x1), OBJECT_CUES[c], d_wall)
         void[max(y0 - 1, 0):y1 + 1, max(x0 - 1, 0):x1 + 1] = True
         void[y0:y1, x0:x1] = False
     label[void & (label == 1)] = 0

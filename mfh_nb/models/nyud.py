@@ -5,18 +5,20 @@
 # %% ../../nbs/13_nyud_models.ipynb #90aaac0b
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections import OrderedDict
+from typing import Sequence
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck, conv1x1
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
 # %% auto #0
-__all__ = ['RESNET_LAYERS', 'resnet_stage', 'ResNetBackbone', 'DeepLabV3PlusHead', 'match_channels', 'DeepLabV3Plus', 'unwrap',
-           'Omnivore', 'ModalBatchNorm2d', 'to_modal_bn', 'CENDeepLab', 'CENSupervised', 'SAGate', 'SAGateDeepLab',
-           'load_imagenet', 'parameter_count']
+__all__ = ['RESNET_LAYERS', 'DECODER_FEATURES', 'resnet_stage', 'ResNetBackbone', 'DeepLabV3PlusHead', 'match_channels',
+           'prepare_input', 'upsample4', 'DeepLabV3Plus', 'unwrap', 'Omnivore', 'ModalBatchNorm2d', 'to_modal_bn',
+           'CENDeepLab', 'CENSupervised', 'SAGate', 'SAGateDeepLab', 'load_imagenet', 'parameter_count']
 
 # %% ../../nbs/13_nyud_models.ipynb #5dc95ac6
 RESNET_LAYERS = {14: (1, 1, 1, 1), 26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}  # blocks per stage
@@ -52,21 +54,23 @@ class ResNetBackbone(nn.Module):
 
 # %% ../../nbs/13_nyud_models.ipynb #16e9e3f7
 class DeepLabV3PlusHead(nn.Module):
-    "ASPP on the deep features, the V3+ decoder with the stride-4 features, a 1×1 classifier, upsampling to `size`."
+    "ASPP on the deep features, the V3+ decoder with the stride-4 features and a 1×1 classifier: logits at stride 4."
     def __init__(self, low_channels: int, high_channels: int, num_classes: int, # encoder channels; classes
                  width: int = 64):                                            # scales ASPP/decoder (256, 48 at 64)
         super().__init__()
         c, c_low = max(8, 4 * width), max(8, 3 * width // 4)
         self.aspp = ASPP(high_channels, (6, 12, 18), c)
         self.low_proj = nn.Sequential(nn.Conv2d(low_channels, c_low, 1, bias=False), nn.BatchNorm2d(c_low), nn.ReLU())
-        self.decoder = nn.Sequential(nn.Conv2d(c + c_low, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
-                                     nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU())
+        self.decoder = nn.Sequential(OrderedDict(
+            conv1=nn.Conv2d(c + c_low, c, 3, padding=1, bias=False), bn1=nn.BatchNorm2d(c), relu1=nn.ReLU(),
+            conv2=nn.Conv2d(c, c, 3, padding=1, bias=False), bn2=nn.BatchNorm2d(c), relu2=nn.ReLU()))
         self.classifier = nn.Conv2d(c, num_classes, 1)
 
-    def forward(self, low: Tensor, high: Tensor, size: Sequence[int]) -> Tensor:
+    def forward(self, low: Tensor, high: Tensor) -> Tensor:
         a = F.interpolate(self.aspp(high), size=low.shape[-2:], mode="bilinear", align_corners=False)
-        logits = self.classifier(self.decoder(torch.cat([a, self.low_proj(low)], 1)))
-        return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+        return self.classifier(self.decoder(torch.cat([a, self.low_proj(low)], 1)))
+
+DECODER_FEATURES = "head.decoder.relu2"   # the decoder's output features: the layer Algorithm 1 ranks
 
 # %% ../../nbs/13_nyud_models.ipynb #ccfacccc
 def match_channels(x: Tensor, channels: int) -> Tensor:
@@ -75,8 +79,19 @@ def match_channels(x: Tensor, channels: int) -> Tensor:
     if x.shape[1] == 1: return x.expand(-1, channels, -1, -1)
     raise ValueError(f"the input has {x.shape[1]} channels, the network takes {channels} (or 1, repeated)")
 
+def prepare_input(x: Tensor, channels: int) -> Tensor:
+    "match_channels, after checking that H and W are multiples of 4 (the decoder's logits are upsampled ×4)."
+    if x.shape[-2] % 4 or x.shape[-1] % 4: raise ValueError(f"input height and width must be multiples of 4, got {tuple(x.shape[-2:])}")
+    return match_channels(x, channels)
+
+torch.fx.wrap("prepare_input")   # a leaf for torch.fx, so the network traces (Algorithm 1's fast path cuts it at a layer)
+
+def upsample4(logits: Tensor) -> Tensor:
+    "Bilinear ×4 upsampling: stride-4 logits to the input's resolution."
+    return F.interpolate(logits, scale_factor=4.0, mode="bilinear", align_corners=False)
+
 class DeepLabV3Plus(nn.Module):
-    "DeepLab V3+ on a ResNet encoder: (N, C, H, W) -> logits (N, num_classes, H, W)."
+    "DeepLab V3+ on a ResNet encoder: (N, C, H, W) -> logits (N, num_classes, H, W), H and W multiples of 4."
     def __init__(self, num_classes: int = 40, # classes
                  in_channels: int = 3,        # input channels (1-channel inputs are repeated to match)
                  depth: int = 101, width: int = 64): # encoder size (see ResNetBackbone)
@@ -85,8 +100,7 @@ class DeepLabV3Plus(nn.Module):
         self.head = DeepLabV3PlusHead(*self.backbone.channels, num_classes, width)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = match_channels(x, self.backbone.in_channels)
-        return self.head(*self.backbone(x), x.shape[-2:])
+        return upsample4(self.head(*self.backbone(prepare_input(x, self.backbone.in_channels))))
 
 # %% ../../nbs/13_nyud_models.ipynb #081f5eb1
 def unwrap(model: nn.Module) -> nn.Module:
@@ -139,9 +153,12 @@ def to_modal_bn(module: nn.Module, n_modalities: int = 2) -> nn.Module:
 class CENDeepLab(nn.Module):
     "A CEN-style RGB-D DeepLab V3+: shared convolutions, private BNs, channel exchange in every bottleneck, ensemble output."
     def __init__(self, num_classes: int = 40, depth: int = 101, width: int = 64, # as DeepLabV3Plus
-                 threshold: float = 2e-2):                                      # CEN's exchange threshold
+                 threshold: float = 2e-2,                                       # CEN's exchange threshold
+                 imagenet_state: dict | None = None):  # torchvision ResNet weights for the shared encoder (see load_imagenet)
         super().__init__()
-        self.net = to_modal_bn(DeepLabV3Plus(num_classes, 3, depth, width))
+        net = DeepLabV3Plus(num_classes, 3, depth, width)
+        if imagenet_state is not None: load_imagenet(net.backbone, imagenet_state)
+        self.net = to_modal_bn(net)   # both modalities' BNs start from the same (ImageNet) statistics
         self.exchanging = [m.bn2 for m in self.net.modules() if isinstance(m, Bottleneck)]
         for bn in self.exchanging: bn.threshold = threshold
         self.alpha = nn.Parameter(torch.ones(2))     # ensemble weights (softmax)
@@ -206,11 +223,11 @@ class SAGateDeepLab(nn.Module):
         self.head = DeepLabV3PlusHead(*self.rgb.channels, num_classes, width)
 
     def forward(self, rgb: Tensor, depth: Tensor) -> Tensor:
-        r, d, fused = self.rgb.stem(rgb), self.depth.stem(match_channels(depth, self.depth.in_channels)), []
+        r, d, fused = self.rgb.stem(prepare_input(rgb, 3)), self.depth.stem(prepare_input(depth, self.depth.in_channels)), []
         for i, gate in enumerate(self.gates, 1):
             r, d, f = gate(getattr(self.rgb, f"layer{i}")(r), getattr(self.depth, f"layer{i}")(d))
             fused.append(f)
-        return self.head(fused[0], fused[-1], rgb.shape[-2:])
+        return upsample4(self.head(fused[0], fused[-1]))
 
 # %% ../../nbs/13_nyud_models.ipynb #660a7f92
 def load_imagenet(backbone: ResNetBackbone, # an encoder with width 64 and depth 50, 101 or 152
