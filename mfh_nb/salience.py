@@ -7,35 +7,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 from typing import Callable, Iterator, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
-import seaborn as sns
 import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from torchmetrics.functional.classification import binary_auroc
 
-from .experiment import check_positive, derive_seed, device_name, resolve_device, write_results
-from .kd import check_rho_T
-from .mvd import columns_of, table2_specs
-from .synthetic import batched_accuracy, draw_sweep, fit_linear_batched, linear_init, linear_logits, pad_to
+from .experiment import check_fraction, check_positive, derive_seed, resolve_device
+
 
 # %% auto #0
-__all__ = ['TABLE2_MODES', 'PAPER_TABLE2', 'mse_distance', 'l1_distance', 'PairModel', 'Joint', 'sample_permutations',
-           'find_layer', 'normalize_salience', 'permuted_channel', 'salience_literal', 'StopForward', 'activations',
-           'permuted_copies', 'nodes_above', 'fetch_attr', 'run_nodes', 'linear_after', 'AboveLayer', 'WholeNetwork',
-           'evaluator', 'paired_batches', 'eval_mode', 'permutation_chunks', 'check_salience_args', 'collect',
-           'salience', 'plot_salience', 'channel_means', 'Nullified', 'surgery_channels', 'surgery_teacher',
-           'modality_general_teacher', 'modality_specific_teacher', 'random_teacher', 'joint_logit_grads',
-           'fit_joint_linear_batched', 'alg1_salience', 'kept_channels', 'recovery', 'check_table2_params',
-           'mg_teacher_inputs', 'inits', 'table2_channels', 'table2_models', 'run_table2', 'summarise_table2',
-           'compare_table2', 'plot_table2']
+__all__ = ['mse_distance', 'l1_distance', 'PairModel', 'Joint', 'sample_permutations', 'find_layer', 'normalize_salience',
+           'permuted_channel', 'salience_literal', 'StopForward', 'activations', 'permuted_copies', 'nodes_above',
+           'fetch_attr', 'run_nodes', 'linear_after', 'AboveLayer', 'WholeNetwork', 'checked_cut', 'paired_batches',
+           'eval_mode', 'permutation_chunks', 'check_salience_args', 'gather_activations', 'salience', 'plot_salience',
+           'channel_means', 'Nullified', 'surgery_channels', 'surgery_teacher', 'modality_general_teacher',
+           'modality_specific_teacher', 'random_teacher']
 
 # %% ../nbs/05_salience.ipynb #987312e3
 def mse_distance(p: Tensor, # (..., n, K) outputs of f1
@@ -258,10 +249,10 @@ class WholeNetwork:
         finally: handle.remove()
 
 # %% ../nbs/05_salience.ipynb #3453ce44
-def evaluator(model: nn.Module, layer: str | None, # the network and its layer
+def checked_cut(model: nn.Module, layer: str | None, # the network and its layer
               x_probe: Tensor,                     # a few input samples for the check
-             ) -> AboveLayer | None:
-    "An AboveLayer for (model, layer) if the fx cut reproduces the model on `x_probe`, else None."
+             ) -> tuple | None:
+    "The fx cut of (model, layer) (the `nodes_above` tuple) if it reproduces the model on `x_probe`, else None."
     cut = nodes_above(model, layer)
     if cut is None: return None
     try:
@@ -321,7 +312,7 @@ def check_salience_args(data_a, data_b, keys: Sequence[str], M: int, chunk_size:
     elif len(data_a) != len(data_b): raise ValueError(f"data_a has {len(data_a)} samples but data_b has {len(data_b)}")
 
 # %% ../nbs/05_salience.ipynb #9b01937c
-def collect(f1: nn.Module, f2: nn.Module, layer: str | None, batches: Iterator, device: torch.device,
+def gather_activations(f1: nn.Module, f2: nn.Module, layer: str | None, batches: Iterator, device: torch.device,
             keep_inputs: bool) -> tuple[Tensor | None, Tensor, Tensor]:
     "All samples' f1 inputs (if kept), f1 activations at `layer` and f2 outputs (flattened per sample)."
     xs, hs, outs = [], [], []
@@ -358,8 +349,8 @@ def salience(f1: nn.Module,            # network on modality a (jointly trained 
         f1.to(dev); f2.to(dev)
         if method == "literal": return salience_literal(f1, f2, data_a.to(dev), data_b.to(dev), layer, M, dist, normalize, seed).float()
         probe = next(paired_batches(data_a, data_b, keys, 8))[0][:8].to(dev)
-        cut = evaluator(f1, layer, probe)
-        x, h, target = collect(f1, f2, layer, paired_batches(data_a, data_b, keys, batch_size), dev, keep_inputs=cut is None)
+        cut = checked_cut(f1, layer, probe)
+        x, h, target = gather_activations(f1, f2, layer, paired_batches(data_a, data_b, keys, batch_size), dev, keep_inputs=cut is None)
         run = AboveLayer(*cut, h) if cut else WholeNetwork(f1, layer, x)
         p, perms = torch.zeros(h.shape[1], dtype=torch.float64, device=dev), sample_permutations(seed, M, len(h)).to(dev)
         for chans, reps in permutation_chunks(h.shape[1], M, chunk_size):
@@ -438,8 +429,7 @@ def surgery_channels(salience: Tensor, # salience per channel (Algorithm 1)
                      seed: int = 0,    # seed of the random choice
                     ) -> Tensor:
     "The floor(r·C) channels to nullify for a modality-general, modality-specific or random teacher."
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
-        raise ValueError(f"ratio must be in [0, 1), got {ratio!r}")
+    check_fraction("ratio", ratio)
     k = int(ratio * len(salience))
     if kind == "general": return salience.argsort()[:k]
     if kind == "specific": return salience.argsort(descending=True)[:k]
@@ -473,202 +463,3 @@ def modality_specific_teacher(teacher: nn.Module, salience: Tensor, ratio: float
 def random_teacher(teacher: nn.Module, salience: Tensor, ratio: float, **kwargs) -> Nullified:
     "Nullify r% random channels; keyword arguments as `surgery_teacher`."
     return surgery_teacher(teacher, salience, ratio, "random", **kwargs)
-
-# %% ../nbs/05_salience.ipynb #d5cadcf5
-def joint_logit_grads(za: Tensor, zb: Tensor, onehot: Tensor) -> tuple[Tensor, Tensor]:
-    "Gradients of Eq. 28 (MSE + CE + CE, means over samples) with respect to both networks' logits (..., K, N)."
-    K, N = za.shape[-2:]
-    d = 2 * (za - zb) / (K * N)
-    return d + (torch.softmax(za, -2) - onehot) / N, -d + (torch.softmax(zb, -2) - onehot) / N
-
-# %% ../nbs/05_salience.ipynb #fd169075
-def fit_joint_linear_batched(xa: Tensor, xb: Tensor, y: Tensor, # (R, N, D_a), (R, N, D_b), (R, N)
-                             init: list[Tensor],  # [W_a (R, K, D_a), b_a (R, K), W_b (R, K, D_b), b_b (R, K)]
-                             epochs: int, lr: float, momentum: float, # full-batch SGD with momentum
-                            ) -> list[Tensor]:
-    "Algorithm 1, step 1, for R pairs of linear models at once; returns [W_a, b_a, W_b, b_b]."
-    params = [p.clone().unsqueeze(1) for p in init]           # G = 1 model per run
-    bufs = [torch.zeros_like(p) for p in params]
-    xaT, xbT = xa.transpose(1, 2).contiguous(), xb.transpose(1, 2).contiguous()
-    onehot = F.one_hot(y, init[0].shape[1]).transpose(1, 2).unsqueeze(1).to(xa.dtype)
-    R, _, K, _ = params[0].shape
-    for _ in range(epochs):
-        ga, gb = joint_logit_grads(linear_logits(*params[:2], xaT), linear_logits(*params[2:], xbT), onehot)
-        grads = [torch.bmm(ga.view(R, K, -1), xa).unsqueeze(1), ga.sum(-1), torch.bmm(gb.view(R, K, -1), xb).unsqueeze(1), gb.sum(-1)]
-        for p, buf, g in zip(params, bufs, grads):
-            buf.mul_(momentum).add_(g); p.sub_(lr * buf)
-    return [p.squeeze(1) for p in params]
-
-# %% ../nbs/05_salience.ipynb #e1c7b791
-def alg1_salience(pair: list[Tensor], # [W_a, b_a, W_b, b_b] of one run's jointly trained linear models
-                  xa: Tensor, xb: Tensor, # that run's training inputs
-                  M: int, seed: int, device: torch.device, # permutations, seed, device
-                 ) -> Tensor:
-    "Algorithm 1's salience of every channel of x^a for one run's linear pair."
-    f1, f2 = nn.Linear(xa.shape[1], pair[0].shape[0]), nn.Linear(xb.shape[1], pair[2].shape[0])
-    with torch.no_grad():
-        for lin, W, b in ((f1, *pair[:2]), (f2, *pair[2:])): lin.weight.copy_(W); lin.bias.copy_(b)
-    return salience(f1, f2, xa, xb, M=M, seed=seed, device=device, chunk_size=1024)
-
-# %% ../nbs/05_salience.ipynb #f22d8315
-def kept_channels(mode: str,         # "gt", "alg1" or "random"
-                  shared: Tensor,    # (D,) mask of the truly shared channels of x^a
-                  sal: Tensor,       # (D,) Algorithm 1 salience
-                  k: int,            # how many channels alg1 and random keep
-                  seed: int,         # seed of the random choice
-                 ) -> Tensor:
-    "The channels of x^a a modality-general teacher keeps: truly shared, top-k salient, or k random."
-    if mode == "gt": return shared.nonzero().flatten()
-    if mode == "alg1": return sal.argsort(descending=True)[:k].sort().values
-    return torch.randperm(len(sal), generator=torch.Generator().manual_seed(seed))[:k].sort().values
-
-def recovery(sal: Tensor, shared: Tensor) -> tuple[float, float]:
-    "How well a salience vector finds the shared channels: (precision of its top-|shared|, ROC AUC)."
-    k = int(shared.sum())
-    top = sal.argsort(descending=True)[:k]
-    return shared[top].float().mean().item(), binary_auroc(sal, shared.long()).item()
-
-# %% ../nbs/05_salience.ipynb #5e36c29a
-TABLE2_MODES = ("gt", "alg1", "random")
-
-def check_table2_params(n_runs: int, n_train: int, n_test: int, epochs: int, lr: float, rho: float, T: float,
-                        M: int, ratio: float | None, joint_epochs: int, joint_lr: float, joint_momentum: float) -> None:
-    "Validate Table 2's parameters, naming the first bad one."
-    for name, v in (("n_runs", n_runs), ("n_train", n_train), ("n_test", n_test), ("epochs", epochs), ("M", M),
-                    ("joint_epochs", joint_epochs)): check_positive(name, v, integer=True)
-    for name, v in (("lr", lr), ("joint_lr", joint_lr)): check_positive(name, v)
-    check_rho_T(rho, T)
-    if not isinstance(joint_momentum, (int, float)) or not 0 <= joint_momentum < 1:
-        raise ValueError(f"joint_momentum must be in [0, 1), got {joint_momentum!r}")
-    if ratio is not None and (not isinstance(ratio, (int, float)) or not 0 <= ratio < 1):
-        raise ValueError(f"ratio must be None or in [0, 1), got {ratio!r}")
-
-# %% ../nbs/05_salience.ipynb #c69922d5
-def mg_teacher_inputs(x: Tensor,            # (R, N, D) x^a of every run
-                      kept: list[list[Tensor]], # kept[r][m]: channels kept by mode m in run r
-                     ) -> Tensor:
-    "(R * modes, N, k_max): each run's x^a restricted to each mode's kept channels, zero-padded."
-    width = max(len(c) for per_run in kept for c in per_run)
-    return torch.stack([pad_to(x[r][:, c], width) for r, per_run in enumerate(kept) for c in per_run])
-
-def inits(gen: torch.Generator, widths: list[int], d_pad: int, K: int = 2) -> tuple[Tensor, Tensor]:
-    "Stacked nn.Linear-style initial weights (zero-padded to d_pad) and biases, one model per width."
-    pairs = [linear_init(w, K, gen) for w in widths]
-    return torch.stack([pad_to(W, d_pad) for W, _ in pairs]), torch.stack([b for _, b in pairs])
-
-# %% ../nbs/05_salience.ipynb #b4bdb31b
-def table2_channels(data, pair: list[Tensor], M: int, ratio: float | None, seed: int, device: torch.device) -> tuple:
-    "Per run: the shared mask of x^a, Algorithm 1's salience and every mode's kept channels."
-    n, shared, sals, kept = data.n_train, [], [], []
-    for r, spec in enumerate(data.specs):
-        mask = torch.zeros(spec.d_a, dtype=torch.bool)
-        mask[columns_of(spec, "a", set(spec.J_a) & set(spec.J_b))] = True
-        sal = alg1_salience([p[r] for p in pair], data.xa[r, :n, :spec.d_a].to(device), data.xb[r, :n, :spec.d_b].to(device),
-                            M, derive_seed(seed, "alg1", r), device)
-        k = int(mask.sum()) if ratio is None else spec.d_a - int(ratio * spec.d_a)
-        shared.append(mask); sals.append(sal)
-        kept.append([kept_channels(m, mask, sal, k, derive_seed(seed, "random", r)) for m in TABLE2_MODES])
-    return shared, sals, kept
-
-# %% ../nbs/05_salience.ipynb #88ae7088
-def table2_models(data, kept: list, epochs: int, lr: float, rho: float, T: float, device: torch.device,
-                  seed: int) -> dict[str, Tensor]:
-    "Train every Table 2 teacher and student at once; test accuracies (R,) or (R, modes) per model kind."
-    n, R, nm = data.n_train, len(data.meta), len(TABLE2_MODES)
-    xa, xb, y = (t.to(device) for t in (data.xa, data.xb, data.y))
-    Wt, bt = fit_linear_batched(xa[:, :n], y[:, :n], [p.to(device).unsqueeze(1) for p in data.init_t], epochs, lr,
-                                torch.ones(R, 1, device=device))
-    xg = mg_teacher_inputs(data.xa, kept).to(device)
-    gen = torch.Generator().manual_seed(derive_seed(seed, "mg-teachers"))
-    Wg, bg = fit_linear_batched(xg[:, :n], y.repeat_interleave(nm, 0)[:, :n], [p.to(device).unsqueeze(1) for p in
-                                inits(gen, [len(c) for per_run in kept for c in per_run], xg.shape[-1])], epochs, lr,
-                                torch.ones(R * nm, 1, device=device))
-    soft_t = linear_logits(Wt, bt, xa[:, :n].transpose(1, 2))                                   # (R, 1, K, n)
-    soft_g = linear_logits(Wg, bg, xg[:, :n].transpose(1, 2)).view(R, nm, 2, n)                  # (R, modes, K, n)
-    G = 2 + nm                                                   # students: regular KD, no KD, one MG-KD per mode
-    soft = torch.cat([soft_t, soft_t, soft_g], 1)
-    rhos = torch.tensor([rho, 1.0] + [rho] * nm, device=device).expand(R, G)
-    init_s = [p.to(device).unsqueeze(1).expand(-1, G, *p.shape[1:]) for p in data.init_s]
-    Ws, bs = fit_linear_batched(xb[:, :n], y[:, :n], init_s, epochs, lr, rhos, soft, T)
-    acc_s = batched_accuracy(Ws, bs, xb[:, n:], y[:, n:]).cpu()
-    return dict(teacher_acc=batched_accuracy(Wt, bt, xa[:, n:], y[:, n:]).cpu()[:, 0],
-                mg_teacher_acc=batched_accuracy(Wg, bg, xg[:, n:], y.repeat_interleave(nm, 0)[:, n:]).cpu().view(R, nm),
-                kd_acc=acc_s[:, 0], nokd_acc=acc_s[:, 1], mgkd_acc=acc_s[:, 2:])
-
-# %% ../nbs/05_salience.ipynb #e38cf09b
-def run_table2(n_runs: int = 10, n_train: int = 200, n_test: int = 1000, # runs per setting, samples per run
-               epochs: int = 1000, lr: float = 0.1,       # teachers' and students' full-batch SGD
-               rho: float = 0.5, T: float = 1.0,          # Eq. 1 for every KD student
-               M: int = 100, ratio: float | None = None,  # Algorithm 1 permutations; share of channels dropped (None: keep |shared|)
-               joint_epochs: int = 1000, joint_lr: float = 0.01, joint_momentum: float = 0.9, # Algorithm 1, step 1
-               seed: int = 0, device: str = "auto",       # experiment seed, device
-              ) -> pd.DataFrame:
-    "Table 2: one row per setting, run and mode (gt, alg1, random), accuracies in %, Algorithm 1's recovery of the shared channels."
-    check_table2_params(n_runs, n_train, n_test, epochs, lr, rho, T, M, ratio, joint_epochs, joint_lr, joint_momentum)
-    dev = resolve_device(device)
-    data = draw_sweep({"table2": table2_specs()}, n_runs, n_train, n_test, seed)
-    gen = torch.Generator().manual_seed(derive_seed(seed, "joint"))
-    init = [*inits(gen, [s.d_a for s in data.specs], data.xa.shape[-1]), *inits(gen, [s.d_b for s in data.specs], data.xb.shape[-1])]
-    n = n_train
-    pair = fit_joint_linear_batched(data.xa[:, :n].to(dev), data.xb[:, :n].to(dev), data.y[:, :n].to(dev),
-                                    [p.to(dev) for p in init], joint_epochs, joint_lr, joint_momentum)
-    shared, sals, kept = table2_channels(data, [p.cpu() for p in pair], M, ratio, seed, dev)
-    acc = table2_models(data, kept, epochs, lr, rho, T, dev, seed)
-    rows = []
-    for r, meta in enumerate(data.meta.to_dict("records")):
-        prec, auc = recovery(sals[r], shared[r])
-        for m, mode in enumerate(TABLE2_MODES):
-            rows.append(dict(gamma=meta["gamma"], run=r % n_runs, seed=meta["seed"], mode=mode, kept=len(kept[r][m]),
-                             teacher_acc=acc["teacher_acc"][r].item(), mg_teacher_acc=acc["mg_teacher_acc"][r, m].item(),
-                             nokd_acc=acc["nokd_acc"][r].item(), kd_acc=acc["kd_acc"][r].item(), mgkd_acc=acc["mgkd_acc"][r, m].item(),
-                             alg1_precision=prec, alg1_auc=auc))
-    df = pd.DataFrame(rows)
-    cols = ["teacher_acc", "mg_teacher_acc", "nokd_acc", "kd_acc", "mgkd_acc"]
-    df[cols] *= 100
-    return df.assign(gain=df.mgkd_acc - df.kd_acc)
-
-# %% ../nbs/05_salience.ipynb #47e8ae58
-def summarise_table2(df: pd.DataFrame, # the output of run_table2
-                    ) -> pd.DataFrame:
-    "Mean and standard deviation over runs, one row per setting and mode."
-    cols = ["teacher_acc", "mg_teacher_acc", "nokd_acc", "kd_acc", "mgkd_acc", "gain", "alg1_precision", "alg1_auc", "kept"]
-    stats = df.groupby(["gamma", "mode"], sort=False)[cols].agg(["mean", "std"])
-    stats.columns = [f"{c}_{s}" for c, s in stats.columns]
-    return stats.reset_index()
-
-# %% ../nbs/05_salience.ipynb #2671fd86
-PAPER_TABLE2 = {  # γ: the paper's Table 2 (accuracy, %), modality-general teacher built from the truly shared channels
-    0.25: dict(teacher_acc=89.70, mg_teacher_acc=64.84, nokd_acc=59.29, kd_acc=59.46, mgkd_acc=61.01),
-    0.50: dict(teacher_acc=89.62, mg_teacher_acc=73.41, nokd_acc=67.64, kd_acc=67.86, mgkd_acc=70.25),
-    0.75: dict(teacher_acc=89.70, mg_teacher_acc=79.41, nokd_acc=76.46, kd_acc=76.53, mgkd_acc=77.70),
-}
-
-def compare_table2(summary: pd.DataFrame, # the output of summarise_table2
-                  ) -> pd.DataFrame:
-    "Our per-setting means (± std) for every mode, with the paper's Table 2 value in brackets."
-    rows = []
-    for r in summary.itertuples():
-        paper = PAPER_TABLE2[round(r.gamma, 2)]
-        cell = lambda c: f"{getattr(r, c + '_mean'):.2f} ± {getattr(r, c + '_std'):.2f} ({paper[c]:.2f})"
-        rows.append(dict(gamma=r.gamma, mode=r.mode, regular_teacher=cell("teacher_acc"), mg_teacher=cell("mg_teacher_acc"),
-                         no_kd=cell("nokd_acc"), regular_kd=cell("kd_acc"), mg_kd=cell("mgkd_acc"),
-                         gain=f"{r.gain_mean:+.2f} ± {r.gain_std:.2f} ({paper['mgkd_acc'] - paper['kd_acc']:+.2f})"))
-    return pd.DataFrame(rows)
-
-# %% ../nbs/05_salience.ipynb #1ee30a13
-def plot_table2(df: pd.DataFrame, # the output of run_table2
-               ) -> plt.Figure:
-    "Teacher accuracy and student gain over regular KD, per setting and mode (mean ± 1 sd), one colour per teacher."
-    colours = {"regular": "tab:blue", "gt": "tab:orange", "alg1": "tab:green", "random": "tab:red"}
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 3.6))
-    teachers = pd.concat([df[df["mode"] == "gt"].assign(teacher="regular", acc=df.teacher_acc),
-                          df.assign(teacher=df["mode"], acc=df.mg_teacher_acc)])
-    sns.pointplot(teachers, x="gamma", y="acc", hue="teacher", palette=colours, errorbar="sd", dodge=0.3, ax=ax1)
-    sns.pointplot(df, x="gamma", y="gain", hue="mode", palette=colours, errorbar="sd", dodge=0.3, ax=ax2)
-    ax2.axhline(0, color="grey", lw=0.8, ls="--")
-    ax1.set(xlabel="γ of the regular teacher", ylabel="teacher test accuracy (%)")
-    ax2.set(xlabel="γ of the regular teacher", ylabel="MG-KD − regular KD (points)")
-    for ax, title in ((ax1, "teacher"), (ax2, "modality-general teacher")):
-        ax.legend(title=title, fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
-    fig.suptitle("Table 2: a less accurate but modality-general teacher makes a better student"); fig.tight_layout()
-    return fig

@@ -32,8 +32,8 @@ from .kd import check_rho_T, kd_loss
 # %% auto #0
 __all__ = ['METRICS', 'DictDataset', 'to_device', 'Supervised', 'Distill', 'make_metric', 'FitState', 'Callback', 'EarlyStopping',
            'seed_epoch', 'save_checkpoint', 'load_checkpoint', 'join_process_group', 'shard', 'autocast_for',
-           'check_fit_args', 'train_epoch', 'mean_over_processes', 'evaluate', 'FitResult', 'Run',
-           'objective_fingerprint', 'start_run', 'run_state', 'restore', 'fit_epoch', 'better', 'fit']
+           'check_fit_args', 'train_epoch', 'mean_over_processes', 'evaluate', 'FitResult', 'TrainingRun',
+           'objective_fingerprint', 'start_run', 'run_state', 'restore', 'fit_epoch', 'improves', 'fit']
 
 # %% ../nbs/06_train.ipynb #54d7ce7b
 class DictDataset(Dataset):
@@ -271,7 +271,7 @@ class FitResult:
 
 # %% ../nbs/06_train.ipynb #558202cf
 @dataclass
-class Run:
+class TrainingRun:
     "Everything one training run holds while it trains."
     objective: object                 # what is trained and how its loss is computed
     model: nn.Module                  # the trained module (unwrapped)
@@ -292,7 +292,7 @@ def objective_fingerprint(objective) -> dict:
 
 # %% ../nbs/06_train.ipynb #a2644090
 def start_run(objective, loaders: list, device: str, seed: int, make_opt: Callable, scheduler: Callable | None,
-              amp: bool, fingerprint: dict) -> Run:
+              amp: bool, fingerprint: dict) -> TrainingRun:
     "Resolve the device, join a process group under torchrun, wrap and shard, build optimiser, scheduler and scaler."
     rank, world, dev = join_process_group(resolve_device(device))
     objective.prepare(dev)
@@ -301,17 +301,17 @@ def start_run(objective, loaders: list, device: str, seed: int, make_opt: Callab
     loaders = [shard(l, seed) if world > 1 and l is not None else l for l in loaders]
     opt = make_opt(model.parameters())
     autocast, scaler = autocast_for(dev, amp)
-    return Run(objective, model, trained, loaders, opt, scheduler(opt) if scheduler else None, scaler, autocast, dev, rank,
+    return TrainingRun(objective, model, trained, loaders, opt, scheduler(opt) if scheduler else None, scaler, autocast, dev, rank,
                dict(fingerprint, world=world, **objective_fingerprint(objective)))
 
 # %% ../nbs/06_train.ipynb #89826d5e
-def run_state(run: Run, state: FitState, best: dict) -> dict:
+def run_state(run: TrainingRun, state: FitState, best: dict) -> dict:
     "What a checkpoint holds: model, optimiser, scheduler and scaler state, history, stop flag, best epoch, fingerprint."
     return dict(model=run.model.state_dict(), optimizer=run.opt.state_dict(), scaler=run.scaler.state_dict(),
                 scheduler=run.sched.state_dict() if run.sched else None, history=state.history, stopped=state.stop,
                 best=best, fingerprint=run.fingerprint)
 
-def restore(run: Run, saved: dict) -> FitState:
+def restore(run: TrainingRun, saved: dict) -> FitState:
     "Load a checkpoint's states into the run; returns the FitState it had reached (history, best epoch, stop flag)."
     run.model.load_state_dict(saved["model"]); run.opt.load_state_dict(saved["optimizer"])
     run.scaler.load_state_dict(saved["scaler"])
@@ -319,7 +319,7 @@ def restore(run: Run, saved: dict) -> FitState:
     return FitState(run.trained, run.opt, history=saved["history"], rank=run.rank, stop=saved["stopped"])
 
 # %% ../nbs/06_train.ipynb #e9d8c8e8
-def fit_epoch(run: Run, seed: int, metric: torchmetrics.Metric, state: FitState,
+def fit_epoch(run: TrainingRun, seed: int, metric: torchmetrics.Metric, state: FitState,
               callbacks: Sequence[Callback], progress: bool) -> dict:
     "Seed, train and validate one epoch; returns its history row."
     seed_epoch(seed, state.epoch, [l for l in run.loaders if l is not None])
@@ -333,7 +333,7 @@ def fit_epoch(run: Run, seed: int, metric: torchmetrics.Metric, state: FitState,
         row["val"] = evaluate(run.objective, run.trained, run.loaders[1], metric.clone(), run.device, run.autocast)
     return dict(row, seconds=time.perf_counter() - t0)
 
-def better(row: dict, best: dict) -> bool:
+def improves(row: dict, best: dict) -> bool:
     "Whether this epoch becomes the selected one: the first epoch, a higher validation metric, or a later one without validation."
     return best["weights"] is None or "val" not in row or row["val"] > best["val"]
 
@@ -374,7 +374,7 @@ def fit(objective,                    # Supervised, Distill, salience.Joint, or 
     for state.epoch in tqdm(todo, desc="epochs", disable=not progress or run.rank != 0):
         row = fit_epoch(run, seed, metric, state, callbacks, progress)
         state.history.append(row)
-        if better(row, best): best = dict(epoch=row["epoch"], val=row.get("val"), weights=copy.deepcopy(run.model.state_dict()))
+        if improves(row, best): best = dict(epoch=row["epoch"], val=row.get("val"), weights=copy.deepcopy(run.model.state_dict()))
         for cb in callbacks: cb.on_epoch_end(state)
         if ckpt and run.rank == 0: save_checkpoint(ckpt, run_state(run, state, best))
         if state.stop: break

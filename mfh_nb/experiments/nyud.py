@@ -92,7 +92,7 @@ def imagenet_state(depth: int) -> dict:
 class Recipe:
     "How every network of a run is built and trained."
     depth: int = 14; width: int = 8; depth_channels: int = 1; imagenet: bool = False   # networks
-    epochs: int = 30; optimizer: str = "adam"; lr: float = 0.01; weight_decay: float = 1e-4 # training
+    epochs: int = 25; optimizer: str = "adam"; lr: float = 0.01; weight_decay: float = 1e-4 # training
     rho: float = 0.5; cen_lambda: float = 2e-4; cen_threshold: float = 2e-2              # KD and CEN
     device: str = "auto"
 
