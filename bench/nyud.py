@@ -68,6 +68,7 @@ def main():
     torch.manual_seed(0)
     model = DeepLabV3Plus(40, 3, args.depth, 64).to(dev)
     x, y = torch.randn(batch, 3, 480, 640, device=dev), torch.randint(0, 40, (batch, 480, 640), device=dev)
+    summary = f"SUMMARY loader {aug:.1f} images/s augmented (x{aug / plain:.2f} of plain)"
     if dev.type == "cuda":
         base = step_time(model, x, y, True, False, dev, args.steps)
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
@@ -75,12 +76,15 @@ def main():
         print(f"DeepLab V3+ ResNet-{args.depth} train step, batch {batch}, 480x640: fp32 {batch / base:7.1f} images/s, "
               f"AMP + channels_last {batch / fast:7.1f} images/s (ratio {base / fast:.2f}), "
               f"peak GPU memory {torch.cuda.max_memory_allocated(dev) / 2**30:.1f} GiB")
+        summary += f"; DeepLab V3+ R{args.depth} train {batch / fast:.1f} images/s AMP+channels_last (x{base / fast:.2f} of fp32)"
     else:
         infer = step_time(model, x, y, False, False, dev, args.steps)
         train = step_time(model, x, y, True, False, dev, args.steps)
         print(f"DeepLab V3+ ResNet-{args.depth}, batch {batch}, 480x640, {torch.get_num_threads()} threads: "
               f"inference {infer:6.2f} s/step, training {train:6.2f} s/step (ratio {train / infer:.2f}), "
               f"{batch / train:.2f} images/s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB")
+        summary += f"; DeepLab V3+ R{args.depth} train {train:.1f} s/step, batch {batch}"
+    print(summary)
 
 
 if __name__ == "__main__":

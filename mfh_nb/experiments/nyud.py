@@ -35,8 +35,8 @@ from ..train import Distill, Supervised, fit
 __all__ = ['seg_loss', 'NETWORK_INPUTS', 'PAPER_TABLE3', 'PAPER_TABLE6', 'TABLE3_ROWS', 'TABLE6_ROWS', 'check_pair',
            'check_nyud_params', 'nyud_loaders', 'imagenet_state', 'Recipe', 'dense_probability_distance',
            'salience_distance_kw', 'nullified_kd', 'per_class_iou', 'network_scores', 'table3_run', 'TableRuns',
-           'run_table3', 'table6_run', 'run_table6', 'json_ready', 'mean_std', 'table3_summary', 'table6_summary',
-           'vs_paper', 'by_cue', 'predict', 'plot_segmentations', 'plot_summary', 'plot_salience_ranking']
+           'run_table3', 'table6_run', 'run_table6', 'mean_std', 'table3_summary', 'table6_summary', 'vs_paper',
+           'by_cue', 'predict', 'plot_segmentations', 'plot_summary', 'plot_salience_ranking']
 
 # %% ../../nbs/25_nyud.ipynb #fafe61b4
 def check_pair(name: str, value, integer: bool) -> None:
@@ -229,10 +229,6 @@ TABLE3_ROWS = [("No-KD", "-", None, "no_kd"), ("Regular-KD", "D", "regular_teach
                ("Modality-general-KD (Omnivore-style)", "RGB/D", "mg_teacher", "mg_kd"),
                ("Modality-general-KD (Algorithm 1 surgery, ours)", "D", "nullified_teacher", "nullified_kd")]
 TABLE6_ROWS = [("No-KD", "-", None, "no_kd"), ("UM-KD", "RGB", "um_teacher", "um_kd"), ("CM-KD", "RGB + D", "{arch}_teacher", "{arch}_kd")]
-
-def json_ready(frame: pd.DataFrame | None) -> pd.DataFrame | None:
-    "The frame with NaN replaced by None, so results.json stays strict JSON."
-    return None if frame is None else frame.astype(object).where(frame.notna(), None)
 
 def mean_std(rows: pd.DataFrame, col: str | None) -> tuple[float, float]:
     "Mean and standard deviation over runs of a column (NaN for no column, std NaN for one run)."
