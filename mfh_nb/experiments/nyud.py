@@ -5,7 +5,6 @@
 # %% ../../nbs/25_nyud.ipynb #da40d80b
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +33,9 @@ from ..train import Distill, Supervised, fit
 # %% auto #0
 __all__ = ['seg_loss', 'NETWORK_INPUTS', 'PAPER_TABLE3', 'PAPER_TABLE6', 'TABLE3_ROWS', 'TABLE6_ROWS', 'check_pair',
            'check_nyud_params', 'nyud_loaders', 'imagenet_state', 'Recipe', 'dense_probability_distance',
-           'salience_distance_kw', 'nullified_kd', 'per_class_iou', 'network_scores', 'table3_run', 'TableRuns',
-           'run_table3', 'table6_run', 'run_table6', 'mean_std', 'table3_summary', 'table6_summary', 'vs_paper',
-           'by_cue', 'predict', 'plot_segmentations', 'plot_summary', 'plot_salience_ranking']
+           'nullified_kd', 'per_class_iou', 'network_scores', 'table3_run', 'TableRuns', 'run_table3', 'table6_run',
+           'run_table6', 'column_mean_std', 'table3_summary', 'table6_summary', 'vs_paper', 'by_cue', 'predict',
+           'plot_segmentations', 'plot_summary', 'plot_salience_ranking']
 
 # %% ../../nbs/25_nyud.ipynb #fafe61b4
 def check_pair(name: str, value, integer: bool) -> None:
@@ -131,16 +130,12 @@ def dense_probability_distance(num_classes: int) -> callable:
         return (P - Q).pow(2).sum(-2).mean((-2, -1))
     return dist
 
-def salience_distance_kw(distance: callable) -> dict:
-    "The distance argument of `salience` under its name in the installed library (`dist`, or `distance` after the rename)."
-    return {"distance" if "distance" in inspect.signature(salience).parameters else "dist": distance}
-
 # %% ../../nbs/25_nyud.ipynb #703942a3
 def nullified_kd(recipe: Recipe, loaders: dict, teacher: nn.Module, rgb_net: nn.Module, # the regular teacher, the no-KD student
                  M: int, ratio: float, s: callable) -> tuple[dict, Tensor]:
     "Algorithm 1 on the teacher's decoder features, the nullified (modality-general) teacher, and its KD student."
     sal = salience(teacher, rgb_net, loaders["plain"], layer=DECODER_FEATURES, M=M, keys=("depth", "rgb"), chunk_size=8,
-                   seed=s("alg1"), device=recipe.device, **salience_distance_kw(dense_probability_distance(40)))
+                   seed=s("alg1"), device=recipe.device, dist=dense_probability_distance(40))
     fill = channel_means(teacher, loaders["plain"], DECODER_FEATURES, key="depth", device=recipe.device).mean((-2, -1), keepdim=True)
     nullified = modality_general_teacher(teacher, sal, ratio, layer=DECODER_FEATURES, fill=fill)   # per-channel constants
     kd = recipe.distill(nullified, "depth", loaders, s("fit-student"), s("student"))
@@ -230,7 +225,7 @@ TABLE3_ROWS = [("No-KD", "-", None, "no_kd"), ("Regular-KD", "D", "regular_teach
                ("Modality-general-KD (Algorithm 1 surgery, ours)", "D", "nullified_teacher", "nullified_kd")]
 TABLE6_ROWS = [("No-KD", "-", None, "no_kd"), ("UM-KD", "RGB", "um_teacher", "um_kd"), ("CM-KD", "RGB + D", "{arch}_teacher", "{arch}_kd")]
 
-def mean_std(rows: pd.DataFrame, col: str | None) -> tuple[float, float]:
+def column_mean_std(rows: pd.DataFrame, col: str | None) -> tuple[float, float]:
     "Mean and standard deviation over runs of a column (NaN for no column, std NaN for one run)."
     return (math.nan, math.nan) if col is None else (rows[col].mean(), rows[col].std())
 
@@ -239,7 +234,7 @@ def table3_summary(rows: pd.DataFrame) -> pd.DataFrame:
     "Table 3 as the paper prints it: teacher and student mIoU (%), mean and std over runs, beside the paper's."
     out = []
     for name, modality, teacher, student in TABLE3_ROWS:
-        (t, t_sd), (s, s_sd) = mean_std(rows, teacher), mean_std(rows, student)
+        (t, t_sd), (s, s_sd) = column_mean_std(rows, teacher), column_mean_std(rows, student)
         out.append(dict(setting=name, teacher_modality=modality, teacher=t, teacher_std=t_sd, paper_teacher=PAPER_TABLE3.get(teacher, math.nan),
                         student=s, student_std=s_sd, paper_student=PAPER_TABLE3.get(student, math.nan)))
     return pd.DataFrame(out)
@@ -251,7 +246,7 @@ def table6_summary(rows: pd.DataFrame) -> pd.DataFrame:
         for name, modality, teacher, student in TABLE6_ROWS:
             t_col, s_col = (None if teacher is None else teacher.format(arch=key)), student.format(arch=key)
             paper_t, paper_s = (None if teacher is None else teacher.replace("{arch}", "cm")), student.replace("{arch}", "cm")
-            (t, t_sd), (s, s_sd) = mean_std(rows, t_col), mean_std(rows, s_col)
+            (t, t_sd), (s, s_sd) = column_mean_std(rows, t_col), column_mean_std(rows, s_col)
             out.append(dict(architecture=arch, setting=name, teacher_modality=modality, teacher=t, teacher_std=t_sd,
                             paper_teacher=PAPER_TABLE6[arch].get(paper_t, math.nan), student=s, student_std=s_sd,
                             paper_student=PAPER_TABLE6[arch][paper_s]))
