@@ -12,14 +12,14 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_convert
 
 from ..experiment import check_positive
 from ..train import DictDataset
 
 # %% auto #0
 __all__ = ['load_digit_images', 'digit_splits', 'check_view', 'overlap_view', 'view_gamma', 'split_view', 'shared_pixels',
-           'digit_loaders']
+           'BatchDictDataset', 'digit_loaders']
 
 # %% ../../nbs/11_digits.ipynb #43b7faef
 def load_digit_images() -> tuple[Tensor, Tensor]:
@@ -68,12 +68,16 @@ def shared_pixels(c_a: int, c_b: int) -> Tensor:
     return (torch.arange(c_a) >= c_b).repeat(8)
 
 # %% ../../nbs/11_digits.ipynb #54abb2f9
+class BatchDictDataset(DictDataset):
+    "A DictDataset that a DataLoader (with collate_fn=default_convert) reads one whole batch at a time."
+    def __getitems__(self, idx: list[int]) -> dict[str, Tensor]: return self[idx]
+
 def digit_loaders(images: Tensor, labels: Tensor, splits: dict[str, Tensor], # the data and its split
                   c_a: int, c_b: int,          # the two views
                   batch_size: int = 64,        # training batch size
                  ) -> dict[str, DataLoader]:
     "Train (shuffled), val and test DataLoaders of {'a', 'b', 'y'} batches for one split view."
     views = split_view(images, c_a, c_b)
-    ds = lambda idx: DictDataset(a=views["a"][idx], b=views["b"][idx], y=labels[idx])
-    return {k: DataLoader(ds(idx), batch_size=batch_size if k == "train" else 512, shuffle=k == "train")
+    ds = lambda idx: BatchDictDataset(a=views["a"][idx], b=views["b"][idx], y=labels[idx])
+    return {k: DataLoader(ds(idx), batch_size=batch_size if k == "train" else 512, shuffle=k == "train", collate_fn=default_convert)
             for k, idx in splits.items()}

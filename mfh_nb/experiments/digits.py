@@ -11,14 +11,31 @@ from torch.utils.data import DataLoader
 from torchmetrics.functional.classification import binary_auroc
 
 from ..data.digits import digit_loaders, digit_splits, load_digit_images, overlap_view, shared_pixels, split_view, view_gamma
-from ..experiment import check_fraction, check_positive, derive_seed
+from ..experiment import check_count, check_fraction, check_positive, derive_seed
 from ..kd import check_rho_T
 from ..models.digits import mlp
-from ..salience import Joint, modality_general_teacher, modality_specific_teacher, random_teacher, salience
+from ..salience import (Joint, modality_general_teacher, modality_specific_teacher, mse_distance, random_teacher, salience,
+                             softmax_mse_distance)
 from ..train import Distill, Supervised, fit
 
 # %% auto #0
-__all__ = ['train_kw', 'kd_run', 'run_digits_kd', 'alg1_run', 'run_digits_alg1', 'check_digits_params']
+__all__ = ['ALG1_DISTANCES', 'check_digits_params', 'train_kw', 'kd_run', 'run_digits_kd', 'alg1_run', 'run_digits_alg1']
+
+# %% ../../nbs/23_digits.ipynb #ee2878ef
+ALG1_DISTANCES = {"logits": mse_distance, "probabilities": softmax_mse_distance}  # Algorithm 1's Dist: the reference's, the paper's
+
+def check_digits_params(overlaps: list[int], alg1_overlaps: list[int], n_runs: int, epochs: int, rho: float,
+                        ratio: float, M: int, dist: str = "logits", seed: int = 0) -> None:
+    "Validate the digits experiment's parameters before any training, naming the first bad one."
+    for name, os_ in (("overlaps", overlaps), ("alg1_overlaps", alg1_overlaps)):
+        if not isinstance(os_, (list, tuple)): raise TypeError(f"{name} must be a list of ints (with papermill: -y '{name}: [0, 4]'), got {os_!r}")
+        for o in os_: overlap_view(o)
+    if any(o == 0 for o in alg1_overlaps): raise ValueError("alg1_overlaps needs shared columns: 0 has none")
+    for name, v in (("n_runs", n_runs), ("epochs", epochs), ("M", M)): check_positive(name, v, integer=True)
+    check_rho_T(rho, 1.0)
+    check_fraction("ratio", ratio)
+    if dist not in ALG1_DISTANCES: raise ValueError(f"dist must be one of {list(ALG1_DISTANCES)}, got {dist!r}")
+    check_count("seed", seed, minimum=0)
 
 # %% ../../nbs/23_digits.ipynb #5309f5eb
 def train_kw(loaders: dict[str, DataLoader], epochs: int, seed: int, device: str) -> dict:
@@ -47,15 +64,15 @@ def run_digits_kd(overlaps: list[int], n_runs: int, epochs: int, rho: float, see
 
 # %% ../../nbs/23_digits.ipynb #6f5b2ad1
 def alg1_run(images: Tensor, labels: Tensor, splits: dict, o: int, run: int, # data, overlap, run index
-             epochs: int, rho: float, ratio: float, M: int, seed: int, device: str) -> tuple[list[dict], Tensor]:
+             epochs: int, rho: float, ratio: float, M: int, dist: str, seed: int, device: str) -> tuple[list[dict], Tensor]:
     "One run of questions 2-3: Algorithm 1's AUC, and the test accuracy of the student of every kind of teacher."
     c_a, c_b = overlap_view(o)
     dl = digit_loaders(images, labels, splits, c_a, c_b)
     s = lambda role: derive_seed(seed, "digits-alg1", o, run, role)
     f1, f2 = mlp(8 * c_a, s("f1")), mlp(8 * (8 - c_b), s("f2"))
-    fit(Joint(f1, f2), dl["train"], **train_kw(dl, epochs, s("joint"), device))
+    fit(Joint(f1, f2, dist=ALG1_DISTANCES[dist]), dl["train"], **train_kw(dl, epochs, s("joint"), device))
     xa = split_view(images[splits["train"]], c_a, c_b)["a"]
-    sal = salience(f1, f2, dl["train"], M=M, seed=s("perm"), device=device)
+    sal = salience(f1, f2, dl["train"], M=M, dist=ALG1_DISTANCES[dist], seed=s("perm"), device=device)
     varies, shared = xa.std(0) > 0, shared_pixels(c_a, c_b)
     auc = binary_auroc(sal[varies], shared[varies].long()).item()
     kinds = {"regular": f1, "modality-general": modality_general_teacher(f1, sal, ratio, data=xa),
@@ -71,7 +88,7 @@ def alg1_run(images: Tensor, labels: Tensor, splits: dict, o: int, run: int, # d
     return rows, sal
 
 # %% ../../nbs/23_digits.ipynb #02eb7afc
-def run_digits_alg1(overlaps: list[int], n_runs: int, epochs: int, rho: float, ratio: float, M: int, seed: int,
+def run_digits_alg1(overlaps: list[int], n_runs: int, epochs: int, rho: float, ratio: float, M: int, dist: str, seed: int,
                     device: str) -> tuple[pd.DataFrame, dict]:
     "Questions 2-3 for every overlap and run: one row per teacher kind, and the salience map of run 0 per overlap."
     images, labels = load_digit_images()
@@ -79,19 +96,7 @@ def run_digits_alg1(overlaps: list[int], n_runs: int, epochs: int, rho: float, r
     rows, maps = [], {}
     for o in overlaps:
         for r in range(n_runs):
-            run_rows, sal = alg1_run(images, labels, splits, o, r, epochs, rho, ratio, M, seed, device)
+            run_rows, sal = alg1_run(images, labels, splits, o, r, epochs, rho, ratio, M, dist, seed, device)
             rows += run_rows
             if r == 0: maps[o] = sal
     return pd.DataFrame(rows), maps
-
-# %% ../../nbs/23_digits.ipynb #ee2878ef
-def check_digits_params(overlaps: list[int], alg1_overlaps: list[int], n_runs: int, epochs: int, rho: float,
-                        ratio: float, M: int) -> None:
-    "Validate the digits experiment's parameters before any training, naming the first bad one."
-    for name, os_ in (("overlaps", overlaps), ("alg1_overlaps", alg1_overlaps)):
-        if not isinstance(os_, (list, tuple)): raise TypeError(f"{name} must be a list of ints (with papermill: -y '{name}: [0, 4]'), got {os_!r}")
-        for o in os_: overlap_view(o)
-    if any(o == 0 for o in alg1_overlaps): raise ValueError("alg1_overlaps needs shared columns: 0 has none")
-    for name, v in (("n_runs", n_runs), ("epochs", epochs), ("M", M)): check_positive(name, v, integer=True)
-    check_rho_T(rho, 1.0)
-    check_fraction("ratio", ratio)

@@ -13,27 +13,43 @@ from torch import Tensor, nn
 from torchmetrics.functional.classification import binary_auroc
 
 from ..data.gauss import draw_sweep, linear_init, pad_to
-from ..experiment import check_fraction, check_positive, derive_seed, mean_std, resolve_device
+from ..experiment import check_count, check_fraction, check_positive, derive_seed, mean_std, resolve_device
 from ..kd import KD_WEIGHTINGS, check_rho_T, kd_weights
 from ..models.gauss import batched_accuracy, fit_joint_linear_batched, fit_linear_batched, linear_logits
-from ..mvd import columns_of, table2_specs
-from ..salience import salience
+from ..mvd import MVDSpec, columns_of, table2_specs
+from ..salience import mse_distance, salience
 
 # %% auto #0
-__all__ = ['TABLE2_MODES', 'PAPER_TABLE2', 'alg1_salience', 'kept_channels', 'recovery', 'check_table2_params',
-           'mg_teacher_inputs', 'linear_inits', 'table2_channels', 'table2_models', 'run_table2', 'summarise_table2',
-           'compare_table2', 'plot_table2']
+__all__ = ['TABLE2_MODES', 'PAPER_TABLE2', 'TABLE2_NAMES', 'check_table2_params', 'alg1_salience', 'kept_channels', 'recovery',
+           'kept_gamma', 'mg_teacher_inputs', 'linear_inits', 'table2_channels', 'table2_models', 'run_table2',
+           'summarise_table2', 'compare_table2', 'vs_paper', 'plot_table2']
+
+# %% ../../nbs/22_table2.ipynb #5e36c29a
+TABLE2_MODES = ("gt", "alg1", "random")
+
+def check_table2_params(n_runs: int, n_train: int, n_test: int, epochs: int, lr: float, rho: float, T: float,
+                        M: int, ratio: float | None, joint_epochs: int, joint_lr: float, joint_momentum: float,
+                        kd_weighting: str = "paper", seed: int = 0) -> None:
+    "Validate Table 2's parameters, naming the first bad one."
+    check_count("seed", seed, minimum=0)
+    for name, v in (("n_runs", n_runs), ("n_train", n_train), ("n_test", n_test), ("epochs", epochs), ("M", M),
+                    ("joint_epochs", joint_epochs)): check_positive(name, v, integer=True)
+    for name, v in (("lr", lr), ("joint_lr", joint_lr)): check_positive(name, v)
+    check_rho_T(rho, T)
+    if kd_weighting not in KD_WEIGHTINGS: raise ValueError(f"kd_weighting must be one of {KD_WEIGHTINGS}, got {kd_weighting!r}")
+    check_fraction("joint_momentum", joint_momentum)
+    if ratio is not None: check_fraction("ratio", ratio)
 
 # %% ../../nbs/22_table2.ipynb #e1c7b791
 def alg1_salience(pair: list[Tensor], # [W_a, b_a, W_b, b_b] of one run's jointly trained linear models
                   xa: Tensor, xb: Tensor, # that run's training inputs
                   M: int, seed: int, device: torch.device, # permutations, seed, device
                  ) -> Tensor:
-    "Algorithm 1's salience of every channel of x^a for one run's linear pair."
+    "Algorithm 1's salience of every channel of x^a for one run's linear pair, with step 1's distance (the logits' MSE)."
     f1, f2 = nn.Linear(xa.shape[1], pair[0].shape[0]), nn.Linear(xb.shape[1], pair[2].shape[0])
     with torch.no_grad():
         for lin, W, b in ((f1, *pair[:2]), (f2, *pair[2:])): lin.weight.copy_(W); lin.bias.copy_(b)
-    return salience(f1, f2, xa, xb, M=M, seed=seed, device=device, chunk_size=1024)
+    return salience(f1, f2, xa, xb, M=M, dist=mse_distance, seed=seed, device=device, chunk_size=1024)
 
 # %% ../../nbs/22_table2.ipynb #f22d8315
 def kept_channels(mode: str,         # "gt", "alg1" or "random"
@@ -53,20 +69,12 @@ def recovery(sal: Tensor, shared: Tensor) -> tuple[float, float]:
     top = sal.argsort(descending=True)[:k]
     return shared[top].float().mean().item(), binary_auroc(sal, shared.long()).item()
 
-# %% ../../nbs/22_table2.ipynb #5e36c29a
-TABLE2_MODES = ("gt", "alg1", "random")
-
-def check_table2_params(n_runs: int, n_train: int, n_test: int, epochs: int, lr: float, rho: float, T: float,
-                        M: int, ratio: float | None, joint_epochs: int, joint_lr: float, joint_momentum: float,
-                        kd_weighting: str = "paper") -> None:
-    "Validate Table 2's parameters, naming the first bad one."
-    for name, v in (("n_runs", n_runs), ("n_train", n_train), ("n_test", n_test), ("epochs", epochs), ("M", M),
-                    ("joint_epochs", joint_epochs)): check_positive(name, v, integer=True)
-    for name, v in (("lr", lr), ("joint_lr", joint_lr)): check_positive(name, v)
-    check_rho_T(rho, T)
-    if kd_weighting not in KD_WEIGHTINGS: raise ValueError(f"kd_weighting must be one of {KD_WEIGHTINGS}, got {kd_weighting!r}")
-    check_fraction("joint_momentum", joint_momentum)
-    if ratio is not None: check_fraction("ratio", ratio)
+def kept_gamma(spec: MVDSpec, # the run's diagram (with its column placement)
+               kept: Tensor,  # the columns of x^a the teacher keeps
+              ) -> float:
+    "γ of a teacher that sees only the `kept` columns of x^a: its decisive features against modality b's."
+    seen = {j for j, c in zip(spec.J_a, spec.cols_a) if c in set(kept.tolist())}
+    return len(seen & set(spec.J_b)) / len(seen | set(spec.J_b))
 
 # %% ../../nbs/22_table2.ipynb #c69922d5
 def mg_teacher_inputs(x: Tensor,            # (R, N, D) x^a of every run
@@ -83,8 +91,8 @@ def linear_inits(gen: torch.Generator, widths: list[int], d_pad: int, K: int = 2
 
 # %% ../../nbs/22_table2.ipynb #b4bdb31b
 def table2_channels(data, pair: list[Tensor], M: int, ratio: float | None, seed: int, device: torch.device) -> tuple:
-    "Per run: the shared mask of x^a, Algorithm 1's salience and every mode's kept channels."
-    n, shared, sals, kept = data.n_train, [], [], []
+    "Per run: the shared mask of x^a, Algorithm 1's salience, every mode's kept channels and the γ of its teacher."
+    n, shared, sals, kept, gammas = data.n_train, [], [], [], []
     for r, spec in enumerate(data.specs):
         mask = torch.zeros(spec.d_a, dtype=torch.bool)
         mask[columns_of(spec, "a", set(spec.J_a) & set(spec.J_b))] = True
@@ -93,7 +101,8 @@ def table2_channels(data, pair: list[Tensor], M: int, ratio: float | None, seed:
         k = int(mask.sum()) if ratio is None else spec.d_a - int(ratio * spec.d_a)
         shared.append(mask); sals.append(sal)
         kept.append([kept_channels(m, mask, sal, k, derive_seed(seed, "random", r)) for m in TABLE2_MODES])
-    return shared, sals, kept
+        gammas.append([kept_gamma(spec, c) for c in kept[-1]])
+    return shared, sals, kept, gammas
 
 # %% ../../nbs/22_table2.ipynb #88ae7088
 def table2_models(data, kept: list, epochs: int, lr: float, weights: tuple[float, float], T: float, device: torch.device,
@@ -130,9 +139,9 @@ def run_table2(n_runs: int = 10, n_train: int = 200, n_test: int = 1000, # runs 
                joint_epochs: int = 1000, joint_lr: float = 0.01, joint_momentum: float = 0.9, # Algorithm 1, step 1
                seed: int = 0, device: str = "auto",       # experiment seed, device
               ) -> pd.DataFrame:
-    "Table 2: one row per setting, run and mode (gt, alg1, random), accuracies in %, Algorithm 1's recovery of the shared channels."
+    "Table 2: one row per setting, run and mode (gt, alg1, random), accuracies in %, the MG teacher's γ, Algorithm 1's recovery."
     check_table2_params(n_runs, n_train, n_test, epochs, lr, rho, T, M, ratio, joint_epochs, joint_lr, joint_momentum,
-                        kd_weighting)
+                        kd_weighting, seed)
     dev = resolve_device(device)
     data = draw_sweep({"table2": table2_specs()}, n_runs, n_train, n_test, seed)
     gen = torch.Generator().manual_seed(derive_seed(seed, "joint"))
@@ -140,13 +149,13 @@ def run_table2(n_runs: int = 10, n_train: int = 200, n_test: int = 1000, # runs 
     n = n_train
     pair = fit_joint_linear_batched(data.xa[:, :n].to(dev), data.xb[:, :n].to(dev), data.y[:, :n].to(dev),
                                     [p.to(dev) for p in init], joint_epochs, joint_lr, joint_momentum)
-    shared, sals, kept = table2_channels(data, [p.cpu() for p in pair], M, ratio, seed, dev)
+    shared, sals, kept, gammas = table2_channels(data, [p.cpu() for p in pair], M, ratio, seed, dev)
     acc = table2_models(data, kept, epochs, lr, kd_weights(kd_weighting, rho, 2), T, dev, seed)
     rows = []
     for r, meta in enumerate(data.meta.to_dict("records")):
         prec, auc = recovery(sals[r], shared[r])
         for m, mode in enumerate(TABLE2_MODES):
-            rows.append(dict(gamma=meta["gamma"], run=r % n_runs, seed=meta["seed"], mode=mode, kept=len(kept[r][m]),
+            rows.append(dict(gamma=meta["gamma"], run=r % n_runs, seed=meta["seed"], mode=mode, kept=len(kept[r][m]), mg_gamma=gammas[r][m],
                              teacher_acc=acc["teacher_acc"][r].item(), mg_teacher_acc=acc["mg_teacher_acc"][r, m].item(),
                              nokd_acc=acc["nokd_acc"][r].item(), kd_acc=acc["kd_acc"][r].item(), mgkd_acc=acc["mgkd_acc"][r, m].item(),
                              alg1_precision=prec, alg1_auc=auc))
@@ -159,7 +168,7 @@ def run_table2(n_runs: int = 10, n_train: int = 200, n_test: int = 1000, # runs 
 def summarise_table2(df: pd.DataFrame, # the output of run_table2
                     ) -> pd.DataFrame:
     "Mean and standard deviation over runs, one row per setting and mode."
-    cols = ["teacher_acc", "mg_teacher_acc", "nokd_acc", "kd_acc", "mgkd_acc", "gain", "alg1_precision", "alg1_auc", "kept"]
+    cols = ["teacher_acc", "mg_teacher_acc", "nokd_acc", "kd_acc", "mgkd_acc", "gain", "mg_gamma", "alg1_precision", "alg1_auc", "kept"]
     return mean_std(df, ["gamma", "mode"], cols)
 
 # %% ../../nbs/22_table2.ipynb #2671fd86
@@ -168,17 +177,31 @@ PAPER_TABLE2 = {  # γ: the paper's Table 2 (accuracy, %), modality-general teac
     0.50: dict(teacher_acc=89.62, mg_teacher_acc=73.41, nokd_acc=67.64, kd_acc=67.86, mgkd_acc=70.25),
     0.75: dict(teacher_acc=89.70, mg_teacher_acc=79.41, nokd_acc=76.46, kd_acc=76.53, mgkd_acc=77.70),
 }
+TABLE2_NAMES = dict(teacher_acc="regular teacher", mg_teacher_acc="modality-general teacher", nokd_acc="no-KD student",
+                    kd_acc="regular-KD student", mgkd_acc="modality-general-KD student", gain="MG-KD − regular KD")
 
-def compare_table2(summary: pd.DataFrame, # the output of summarise_table2
+def compare_table2(summary: pd.DataFrame,     # summarise_table2 of the runs with the paper's weighting
+                   summary_ref: pd.DataFrame, # the same with the reference weighting
                   ) -> pd.DataFrame:
-    "Our per-setting means (± std) for every mode, with the paper's Table 2 value in brackets."
+    "Per setting and model: the paper's Table 2, ours with Eq. 1's rho, ours with the reference weighting (mean ± std)."
+    cell = lambda s, g, mode, c: (lambda r: f"{r[c + '_mean']:.2f} ± {r[c + '_std']:.2f}")(s[(s.gamma.round(2) == g) & (s["mode"] == mode)].iloc[0])
     rows = []
-    for r in summary.itertuples():
-        paper = PAPER_TABLE2[round(r.gamma, 2)]
-        cell = lambda c: f"{getattr(r, c + '_mean'):.2f} ± {getattr(r, c + '_std'):.2f} ({paper[c]:.2f})"
-        rows.append(dict(gamma=r.gamma, mode=r.mode, regular_teacher=cell("teacher_acc"), mg_teacher=cell("mg_teacher_acc"),
-                         no_kd=cell("nokd_acc"), regular_kd=cell("kd_acc"), mg_kd=cell("mgkd_acc"),
-                         gain=f"{r.gain_mean:+.2f} ± {r.gain_std:.2f} ({paper['mgkd_acc'] - paper['kd_acc']:+.2f})"))
+    for g, paper in PAPER_TABLE2.items():
+        items = [(TABLE2_NAMES[c], "gt", c, paper[c]) for c in ("teacher_acc", "nokd_acc", "kd_acc")]
+        items += [(f"{TABLE2_NAMES[c]} ({mode})", mode, c, (paper[c] if c in paper else paper["mgkd_acc"] - paper["kd_acc"]) if mode == "gt" else None)
+                  for mode in TABLE2_MODES for c in ("mg_teacher_acc", "mgkd_acc", "gain")]
+        rows += [dict(gamma=g, model=name, paper=p, eq1=cell(summary, g, mode, c), reference_weighting=cell(summary_ref, g, mode, c))
+                 for name, mode, c, p in items]
+    return pd.DataFrame(rows)
+
+def vs_paper(summary: pd.DataFrame, # summarise_table2 of the runs with the paper's weighting
+            ) -> pd.DataFrame:
+    "The paper's Table 2 next to ours (Eq. 1 at rho, the truly shared channels): mean and std over runs."
+    rows = []
+    for g, paper in PAPER_TABLE2.items():
+        r = summary[(summary.gamma.round(2) == g) & (summary["mode"] == "gt")].iloc[0]
+        rows += [dict(quantity=f"Table 2: {TABLE2_NAMES[c]}, γ = {g}", paper=p, ours=r[f"{c}_mean"], ours_std=r[f"{c}_std"], unit="%")
+                 for c, p in paper.items()]
     return pd.DataFrame(rows)
 
 # %% ../../nbs/22_table2.ipynb #1ee30a13
