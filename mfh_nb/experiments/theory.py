@@ -5,6 +5,8 @@
 # %% ../../nbs/20_theory.ipynb #48c5d030
 from __future__ import annotations
 
+from os import PathLike
+
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -14,12 +16,33 @@ from torch import Tensor
 
 from .. import mvd
 from ..experiment import check_count, check_positive, derive_seed, resolve_device
-from ..theory import (check_nonnegative, epsilon_star, evaluate_theorem1, gram_gap, l_dis, lemma1_argmax, lemma1_max,
-                           lemma2_lhs, theorem_lambda)
+from ..theory import (check_nonnegative, epsilon_star, eq4_epsilon, evaluate_theorem1, gram_gap, l_dis, lemma1_argmax,
+                           lemma1_max, lemma1_max_inverse, lemma2_lhs, theorem1_bound, theorem_lambda)
 
 # %% auto #0
-__all__ = ['plot_lemma1', 'random_spec', 'run_lemma2', 'plot_lemma2', 'overlap_specs', 'draw_problem', 'run_theorem1',
-           'summarise_theorem1', 'plot_theorem1', 'run_perturbation', 'plot_perturbation']
+__all__ = ['PAPER', 'check_chain_params', 'check_theory_params', 'plot_lemma1', 'random_spec', 'run_lemma2', 'plot_lemma2',
+           'overlap_specs', 'draw_problem', 'with_one_epsilon', 'run_theorem1', 'summarise_theorem1', 'plot_theorem1',
+           'run_perturbation', 'plot_perturbation', 'vs_paper']
+
+# %% ../../nbs/20_theory.ipynb #bb2781f2
+def check_chain_params(d: int, n: int, n_draws: int, # features per modality, samples, draws per setting
+                       steps: int, step: float,       # gradient descent on R_dis
+                      ) -> None:
+    "Validate the sizes and the gradient descent of a sweep of Theorem 1's chain, naming the first bad parameter."
+    for name, v in (("d", d), ("n", n), ("n_draws", n_draws), ("steps", steps)): check_positive(name, v, integer=True)
+    check_positive("step", step)
+    if step >= 2: raise ValueError(f"step must be < 2 (in units of 1/L), got {step}")
+    if n < d: raise ValueError(f"n = {n} samples must be >= d = {d} features, or Z Zᵀ is singular")
+
+def check_theory_params(n: int, d: int, n_settings: int, n_draws: int, steps: int, step: float, n_lemma2: int,
+                        seed: int, device: str, out_dir: str) -> None:
+    "Validate every parameter of this notebook, naming the first bad one."
+    check_count("seed", seed, minimum=0)
+    check_chain_params(d, n, n_draws, steps, step)
+    check_count("n_settings", n_settings, minimum=2)
+    check_positive("n_lemma2", n_lemma2, integer=True)
+    resolve_device(device)
+    if not isinstance(out_dir, (str, PathLike)): raise TypeError(f"out_dir must be a path, got {type(out_dir).__name__} {out_dir!r}")
 
 # %% ../../nbs/20_theory.ipynb #5360f3ba
 def plot_lemma1(eps_values: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0), # gaps to draw l(a ± ε, a) for
@@ -114,6 +137,17 @@ def draw_problem(spec: mvd.MVDSpec, # the diagram
     theta_t[list(spec.cols_a)] = delta[list(spec.J_a)].double()
     return batch["a"].double(), batch["b"].double(), theta_t / theta_t.norm()
 
+# %% ../../nbs/20_theory.ipynb #85b71d5f
+def with_one_epsilon(df: pd.DataFrame, # rows of the sweep: scaling, gamma, lam, gap
+                     n: int,           # samples per draw
+                    ) -> pd.DataFrame:
+    "Adds Eq. 4's smallest ε per draw (eps4) and Theorem 1's bound with one ε and one λ for all draws of a scaling (bound_one_eps)."
+    gamma = torch.tensor(df.gamma.to_numpy(), dtype=torch.float64)
+    df = df.assign(eps4=eq4_epsilon(torch.tensor(df.gap.to_numpy()), gamma).numpy())
+    one = df.groupby("scaling", sort=False)[["eps4", "lam"]].transform("max")           # premises that hold on every draw
+    bound = theorem1_bound(n, torch.tensor(one.lam.to_numpy()), gamma, torch.tensor(one.eps4.to_numpy()))
+    return df.assign(eps_one=one.eps4, lam_one=one.lam, bound_one_eps=bound.numpy())
+
 # %% ../../nbs/20_theory.ipynb #67e77ae4
 def run_theorem1(d: int = 10, n: int = 200,  # decisive features per modality, samples per draw
                  n_settings: int = 6,        # overlaps from 0 to d
@@ -122,12 +156,8 @@ def run_theorem1(d: int = 10, n: int = 200,  # decisive features per modality, s
                  seed: int = 0,              # experiment seed
                  device: str = "auto",       # "auto", "cpu", "cuda"
                 ) -> pd.DataFrame:
-    "Theorem 1's chain R_dis(trained) <= R_dis(θ*) <= bound on MVD data, per draw and γ, raw and rescaled by 1/√n."
-    for name, v in (("d", d), ("n", n), ("n_settings", n_settings), ("n_draws", n_draws), ("steps", steps)):
-        check_positive(name, v, integer=True)
-    check_positive("step", step)
-    if step >= 2: raise ValueError(f"step must be < 2 (in units of 1/L), got {step}")
-    if n < d: raise ValueError(f"n = {n} samples must be >= d = {d} features, or Z Zᵀ is singular")
+    "Theorem 1's chain R_dis(trained) <= R_dis(θ*) <= bound on MVD data, and Eq. 4's ε, per draw and γ, raw and rescaled by 1/√n."
+    check_chain_params(d, n, n_draws, steps, step)
     dev, rows, problems = resolve_device(device), [], []
     for i, spec in enumerate(overlap_specs(d, n_settings)):
         for r in range(n_draws):
@@ -137,13 +167,14 @@ def run_theorem1(d: int = 10, n: int = 200,  # decisive features per modality, s
                 problems.append((th, xa * c, xb * c))
                 rows.append(dict(scaling=scaling, setting=i, draw=r, seed=s, **mvd.summary(spec)))
     th, xa, xb = (torch.stack(t).to(dev) for t in zip(*problems))
-    return pd.DataFrame(rows).assign(**evaluate_theorem1(th, xa, xb, steps, step))
+    return with_one_epsilon(pd.DataFrame(rows).assign(**evaluate_theorem1(th, xa, xb, steps, step)), n)
 
 # %% ../../nbs/20_theory.ipynb #a923c087
 def summarise_theorem1(df: pd.DataFrame, # rows of `run_theorem1`
                       ) -> pd.DataFrame:
     "Means over draws of every term of the chain, per scaling and γ, with the share of draws where the bound is vacuous."
-    cols = ["lam", "gap", "eps_star", "bound", "r_zero", "r_star", "r_trained", "bound_over_trivial", "gap_needed"]
+    cols = ["lam", "gap", "eps4", "eps_star", "bound", "bound_one_eps", "r_zero", "r_star", "r_trained", "bound_over_trivial",
+            "gap_needed"]
     df = df.assign(vacuous=df.bound >= df.r_zero, trained_le_star=df.r_trained <= df.r_star + 1e-9)
     keys = ["scaling", "setting", "shared", "gamma"]
     out = df.groupby(keys, sort=False)[cols + ["vacuous", "trained_le_star"]].mean().reset_index()
@@ -152,9 +183,9 @@ def summarise_theorem1(df: pd.DataFrame, # rows of `run_theorem1`
 # %% ../../nbs/20_theory.ipynb #7a6a69a3
 def plot_theorem1(df: pd.DataFrame, # rows of `run_theorem1`
                  ) -> plt.Figure:
-    "Per scaling: the bound, R_dis(0), R_dis(θ*) and the trained R_dis against γ (draws thin, means thick), symlog y."
-    terms = {"bound": "bound n·f(ε*)", "r_zero": "R_dis(0), the zero student", "r_star": "R_dis(θ*), Eq. 20",
-             "r_trained": "R_dis after gradient descent"}
+    "Per scaling: both bounds, R_dis(0), R_dis(θ*) and the trained R_dis against γ (draws thin, means thick), symlog y."
+    terms = {"bound": "bound n·f(ε*) of the draw", "bound_one_eps": "bound with one ε for all γ",
+             "r_zero": "R_dis(0), the zero student", "r_star": "R_dis(θ*), Eq. 20", "r_trained": "R_dis after gradient descent"}
     long = df.melt(id_vars=["scaling", "gamma", "draw"], value_vars=list(terms), var_name="term", value_name="value")
     long["term"] = long.term.map(terms)
     scalings = list(dict.fromkeys(df.scaling))
@@ -183,8 +214,7 @@ def run_perturbation(noise: list[float],      # noise levels s: x^b = x^a + s·N
                     ) -> pd.DataFrame:
     "Theorem 1's chain when x^b is a noisy copy of x^a (γ = 1 plus noise), raw and rescaled by 1/√n, per level and draw."
     levels = check_nonnegative("noise", noise).flatten().tolist()
-    for name, v in (("d", d), ("n", n), ("n_draws", n_draws)): check_positive(name, v, integer=True)
-    if n < d: raise ValueError(f"n = {n} samples must be >= d = {d} features, or Z Zᵀ is singular")
+    check_chain_params(d, n, n_draws, steps, step)
     spec, rows, problems = overlap_specs(d, 2)[-1], [], []
     for r in range(n_draws):
         s = derive_seed(seed, "perturbation", r)
@@ -213,3 +243,16 @@ def plot_perturbation(df: pd.DataFrame, # rows of `run_perturbation`
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+# %% ../../nbs/20_theory.ipynb #c691bb20
+PAPER = {  # column of `run_theorem1` -> what Eq. 5 says at γ = 1 (the paper reports no numbers for Theorem 1 on data)
+    "bound": dict(quantity="Theorem 1 (Eq. 5): the bound n·f(ε*) at γ = 1, where ε* = 0", paper=0.0),
+    "r_trained": dict(quantity="Theorem 1 (Eq. 5): trained R_dis at γ = 1, at most the bound", paper=0.0),
+}
+
+def vs_paper(draws: pd.DataFrame, # rows of `run_theorem1`
+            ) -> pd.DataFrame:
+    "Eq. 5's only numbers, the bound and the trained loss at γ = 1, next to ours on raw data (mean and sd over draws)."
+    at_one = draws[(draws.scaling == "raw") & (draws.gamma == 1)]
+    return pd.DataFrame([dict(quantity=p["quantity"], paper=p["paper"], ours=float(at_one[col].mean()),
+                              ours_std=float(at_one[col].std()), unit="nats (sum over n samples)") for col, p in PAPER.items()])
