@@ -83,6 +83,7 @@ class Joint:
         self.label_key, self.report = check_keys("label_key", label_key, 1)[0], report
 
     def required_keys(self) -> dict[str, str]: return {**{k: "keys" for k in self.keys}, self.label_key: "label_key"}
+    def output_keys(self) -> tuple[str, ...]: return self.keys
     def prepare(self, device: torch.device) -> None: pass
     def outputs(self, model: nn.Module, batch: dict) -> Tensor:
         return model(batch[self.keys[0]], batch[self.keys[1]])[0 if self.report == "f1" else 1]
@@ -286,7 +287,8 @@ class AboveLayer:
             node, W, _ = self.linear
             delta = self.h[perms, channels[:, None]] - self.h[rows, channels].T
             env = {node: (self.base[rows] + delta.unsqueeze(-1) * W[:, channels].T.unsqueeze(1)).flatten(0, 1)}
-        else: env = {self.nodes[0]: permuted_copies(self.h, channels, perms, rows, self.d).flatten(0, 1)}
+            return run_nodes(self.gm, self.nodes[1:], env).unflatten(0, (c, r))   # the cut itself is not recomputed
+        env = {self.nodes[0]: permuted_copies(self.h, channels, perms, rows, self.d).flatten(0, 1)}
         return run_nodes(self.gm, self.nodes, env).unflatten(0, (c, r))
 
 # %% ../nbs/05_salience.ipynb #2731cd12

@@ -124,10 +124,10 @@ def distill(self: Recipe, teacher: nn.Module, teacher_keys, loaders: dict, seed:
 
 # %% ../../nbs/25_nyud.ipynb #1894e332
 def dense_probability_distance(num_classes: int) -> callable:
-    "Algorithm 1's Dist for dense outputs flattened to (..., n, K·H·W): per-pixel squared difference of class probabilities, summed over classes, averaged over pixels and samples."
+    "Algorithm 1's Dist for dense outputs flattened to (..., n, K·H·W): per-pixel squared difference of class probabilities, summed over classes, averaged over pixels: (..., n)."
     def dist(p: Tensor, q: Tensor) -> Tensor:
         P, Q = p.unflatten(-1, (num_classes, -1)).softmax(-2), q.unflatten(-1, (num_classes, -1)).softmax(-2)
-        return (P - Q).pow(2).sum(-2).mean((-2, -1))
+        return (P - Q).pow(2).sum(-2).mean(-1)
     return dist
 
 # %% ../../nbs/25_nyud.ipynb #703942a3
