@@ -550,7 +550,7 @@ class Nullified(nn.Module):
     def __init__(self, teacher: nn.Module,           # the trained teacher (held: not copied, modified or moved)
                  channels: Sequence[int] | Tensor,   # channels to nullify, each in [0, C)
                  layer: str | None = None,           # where (None = the input)
-                 fill: Tensor | str = "mean",        # "mean" over `data`, "batch" (the reference's), or values shaped like one sample's output
+                 fill: Tensor | str = "mean",        # "mean" over `data`, "batch" (the reference's), or values shaped like one sample's output (size-1 dims broadcast)
                  data: Tensor | DataLoader | None = None, # the teacher's input: for the means, and to read the layer's width
                  key: str = "a",                     # the teacher's modality in a DataLoader's dicts
                  channel_dim: int = 1,               # the channel dimension of the layer's output (dim 0: samples)
@@ -566,7 +566,8 @@ class Nullified(nn.Module):
 
     def replace(self, h: Tensor) -> Tensor:
         "h with the nullified channels set to their fill values (or batch means)."
-        if h.ndim != len(self.shape) + 1 or h.shape[self.d] != self.shape[self.d - 1] or (self.fill is not None and h.shape[1:] != self.fill.shape):
+        fill_fits = self.fill is None or all(f in (1, s) for f, s in zip(self.fill.shape, h.shape[1:]))   # per position, or broadcast
+        if h.ndim != len(self.shape) + 1 or h.shape[self.d] != self.shape[self.d - 1] or not fill_fits:
             raise ValueError(f"layer {self.layer!r} gives outputs of shape {tuple(h.shape)}, expected (n, *{self.shape}) as when it was nullified")
         idx = (slice(None),) * self.d + (self.channels,)
         out = h.clone()
