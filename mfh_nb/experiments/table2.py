@@ -5,6 +5,7 @@
 # %% ../../nbs/22_table2.ipynb #7f3e025d
 from __future__ import annotations
 
+import itertools
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -29,14 +30,15 @@ TABLE2_MODES = ("gt", "alg1", "random")
 
 def check_table2_params(n_runs: int, n_train: int, n_test: int, epochs: int, lr: float, rho: float, T: float,
                         M: int, ratio: float | None, joint_epochs: int, joint_lr: float, joint_momentum: float,
-                        kd_weighting: str = "paper", seed: int = 0) -> None:
+                        kd_weightings: tuple[str, ...] = KD_WEIGHTINGS, seed: int = 0) -> None:
     "Validate Table 2's parameters, naming the first bad one."
     check_count("seed", seed, minimum=0)
     for name, v in (("n_runs", n_runs), ("n_train", n_train), ("n_test", n_test), ("epochs", epochs), ("M", M),
                     ("joint_epochs", joint_epochs)): check_positive(name, v, integer=True)
     for name, v in (("lr", lr), ("joint_lr", joint_lr)): check_positive(name, v)
     check_rho_T(rho, T)
-    if kd_weighting not in KD_WEIGHTINGS: raise ValueError(f"kd_weighting must be one of {KD_WEIGHTINGS}, got {kd_weighting!r}")
+    if isinstance(kd_weightings, str) or not kd_weightings or any(w not in KD_WEIGHTINGS for w in kd_weightings):
+        raise ValueError(f"kd_weightings must be a non-empty tuple drawn from {KD_WEIGHTINGS}, got {kd_weightings!r}")
     check_fraction("joint_momentum", joint_momentum)
     if ratio is not None: check_fraction("ratio", ratio)
 
@@ -105,10 +107,10 @@ def table2_channels(data, pair: list[Tensor], M: int, ratio: float | None, seed:
     return shared, sals, kept, gammas
 
 # %% ../../nbs/22_table2.ipynb #88ae7088
-def table2_models(data, kept: list, epochs: int, lr: float, weights: tuple[float, float], T: float, device: torch.device,
-                  seed: int) -> dict[str, Tensor]:
-    "Train every Table 2 teacher and student at once; test accuracies (R,) or (R, modes) per model kind."
-    n, R, nm = data.n_train, len(data.meta), len(TABLE2_MODES)
+def table2_models(data, kept: list, epochs: int, lr: float, weights: list[tuple[float, float]], T: float,
+                  device: torch.device, seed: int) -> dict[str, Tensor]:
+    "Train every Table 2 teacher and student at once (KD students once per (w_task, w_kd)); test accuracies per model kind."
+    n, R, nm, nw = data.n_train, len(data.meta), len(TABLE2_MODES), len(weights)
     xa, xb, y = (t.to(device) for t in (data.xa, data.xb, data.y))
     Wt, bt = fit_linear_batched(xa[:, :n], y[:, :n], [p.to(device).unsqueeze(1) for p in data.init_t], epochs, lr,
                                 torch.ones(R, 1, device=device))
@@ -119,29 +121,30 @@ def table2_models(data, kept: list, epochs: int, lr: float, weights: tuple[float
                                 torch.ones(R * nm, 1, device=device))
     soft_t = linear_logits(Wt, bt, xa[:, :n].transpose(1, 2))                                   # (R, 1, K, n)
     soft_g = linear_logits(Wg, bg, xg[:, :n].transpose(1, 2)).view(R, nm, 2, n)                  # (R, modes, K, n)
-    G = 2 + nm                                                   # students: regular KD, no KD, one MG-KD per mode
-    soft = torch.cat([soft_t, soft_t, soft_g], 1)
-    w_task = torch.tensor([weights[0], 1.0] + [weights[0]] * nm, device=device).expand(R, G)
-    w_kd = torch.tensor([weights[1], 0.0] + [weights[1]] * nm, device=device).expand(R, G)
+    G = 1 + nw * (1 + nm)              # students: no KD, then per weighting regular KD and one MG-KD per mode
+    soft = torch.cat([soft_t] + [torch.cat([soft_t, soft_g], 1)] * nw, 1)
+    w_task = torch.tensor([1.0] + [w for w, _ in weights for _ in range(1 + nm)], device=device).expand(R, G)
+    w_kd = torch.tensor([0.0] + [w for _, w in weights for _ in range(1 + nm)], device=device).expand(R, G)
     init_s = [p.to(device).unsqueeze(1).expand(-1, G, *p.shape[1:]) for p in data.init_s]
     Ws, bs = fit_linear_batched(xb[:, :n], y[:, :n], init_s, epochs, lr, w_task, w_kd, soft, T)
-    acc_s = batched_accuracy(Ws, bs, xb[:, n:], y[:, n:]).cpu()
+    acc_kd = batched_accuracy(Ws, bs, xb[:, n:], y[:, n:]).cpu()[:, 1:].view(R, nw, 1 + nm)
     return dict(teacher_acc=batched_accuracy(Wt, bt, xa[:, n:], y[:, n:]).cpu()[:, 0],
                 mg_teacher_acc=batched_accuracy(Wg, bg, xg[:, n:], y.repeat_interleave(nm, 0)[:, n:]).cpu().view(R, nm),
-                kd_acc=acc_s[:, 0], nokd_acc=acc_s[:, 1], mgkd_acc=acc_s[:, 2:])
+                nokd_acc=batched_accuracy(Ws[:, :1], bs[:, :1], xb[:, n:], y[:, n:]).cpu()[:, 0],
+                kd_acc=acc_kd[:, :, 0], mgkd_acc=acc_kd[:, :, 1:])                  # (R, weightings), (R, weightings, modes)
 
 # %% ../../nbs/22_table2.ipynb #e38cf09b
 def run_table2(n_runs: int = 10, n_train: int = 200, n_test: int = 1000, # runs per setting, samples per run
                epochs: int = 1000, lr: float = 0.1,       # teachers' and students' full-batch SGD
                rho: float = 0.5, T: float = 1.0,          # Eq. 1 for every KD student
-               kd_weighting: str = "paper",               # "paper" (Eq. 1 with rho) or "reference" (the reference code's CE + KL/K)
+               kd_weightings: tuple[str, ...] = KD_WEIGHTINGS, # "paper" (Eq. 1 with rho), "reference" (the reference code's CE + KL/K)
                M: int = 100, ratio: float | None = None,  # Algorithm 1 permutations; share of channels dropped (None: keep |shared|)
                joint_epochs: int = 1000, joint_lr: float = 0.01, joint_momentum: float = 0.9, # Algorithm 1, step 1
                seed: int = 0, device: str = "auto",       # experiment seed, device
               ) -> pd.DataFrame:
-    "Table 2: one row per setting, run and mode (gt, alg1, random), accuracies in %, the MG teacher's γ, Algorithm 1's recovery."
+    "Table 2: one row per setting, run, mode (gt, alg1, random) and KD weighting; accuracies in %, the MG teacher's γ, Algorithm 1's recovery."
     check_table2_params(n_runs, n_train, n_test, epochs, lr, rho, T, M, ratio, joint_epochs, joint_lr, joint_momentum,
-                        kd_weighting, seed)
+                        kd_weightings, seed)
     dev = resolve_device(device)
     data = draw_sweep({"table2": table2_specs()}, n_runs, n_train, n_test, seed)
     gen = torch.Generator().manual_seed(derive_seed(seed, "joint"))
@@ -150,24 +153,25 @@ def run_table2(n_runs: int = 10, n_train: int = 200, n_test: int = 1000, # runs 
     pair = fit_joint_linear_batched(data.xa[:, :n].to(dev), data.xb[:, :n].to(dev), data.y[:, :n].to(dev),
                                     [p.to(dev) for p in init], joint_epochs, joint_lr, joint_momentum)
     shared, sals, kept, gammas = table2_channels(data, [p.cpu() for p in pair], M, ratio, seed, dev)
-    acc = table2_models(data, kept, epochs, lr, kd_weights(kd_weighting, rho, 2), T, dev, seed)
+    acc = table2_models(data, kept, epochs, lr, [kd_weights(w, rho, 2) for w in kd_weightings], T, dev, seed)
     rows = []
     for r, meta in enumerate(data.meta.to_dict("records")):
         prec, auc = recovery(sals[r], shared[r])
-        for m, mode in enumerate(TABLE2_MODES):
-            rows.append(dict(gamma=meta["gamma"], run=r % n_runs, seed=meta["seed"], mode=mode, kept=len(kept[r][m]), mg_gamma=gammas[r][m],
-                             teacher_acc=acc["teacher_acc"][r].item(), mg_teacher_acc=acc["mg_teacher_acc"][r, m].item(),
-                             nokd_acc=acc["nokd_acc"][r].item(), kd_acc=acc["kd_acc"][r].item(), mgkd_acc=acc["mgkd_acc"][r, m].item(),
+        for (w, weighting), (m, mode) in itertools.product(enumerate(kd_weightings), enumerate(TABLE2_MODES)):
+            rows.append(dict(gamma=meta["gamma"], run=r % n_runs, seed=meta["seed"], kd_weighting=weighting, mode=mode,
+                             kept=len(kept[r][m]), mg_gamma=gammas[r][m], teacher_acc=acc["teacher_acc"][r].item(),
+                             mg_teacher_acc=acc["mg_teacher_acc"][r, m].item(), nokd_acc=acc["nokd_acc"][r].item(),
+                             kd_acc=acc["kd_acc"][r, w].item(), mgkd_acc=acc["mgkd_acc"][r, w, m].item(),
                              alg1_precision=prec, alg1_auc=auc))
     df = pd.DataFrame(rows)
     cols = ["teacher_acc", "mg_teacher_acc", "nokd_acc", "kd_acc", "mgkd_acc"]
     df[cols] *= 100
-    return df.assign(gain=df.mgkd_acc - df.kd_acc, kd_weighting=kd_weighting)
+    return df.assign(gain=df.mgkd_acc - df.kd_acc)
 
 # %% ../../nbs/22_table2.ipynb #47e8ae58
 def summarise_table2(df: pd.DataFrame, # the output of run_table2
                     ) -> pd.DataFrame:
-    "Mean and standard deviation over runs, one row per setting and mode."
+    "Mean and standard deviation over runs, one row per setting and mode (pass the runs of one KD weighting)."
     cols = ["teacher_acc", "mg_teacher_acc", "nokd_acc", "kd_acc", "mgkd_acc", "gain", "mg_gamma", "alg1_precision", "alg1_auc", "kept"]
     return mean_std(df, ["gamma", "mode"], cols)
 
@@ -194,14 +198,16 @@ def compare_table2(summary: pd.DataFrame,     # summarise_table2 of the runs wit
                  for name, mode, c, p in items]
     return pd.DataFrame(rows)
 
-def vs_paper(summary: pd.DataFrame, # summarise_table2 of the runs with the paper's weighting
+def vs_paper(summary: pd.DataFrame,     # summarise_table2 of the runs with the paper's weighting
+             summary_ref: pd.DataFrame, # the same with the reference weighting
             ) -> pd.DataFrame:
-    "The paper's Table 2 next to ours (Eq. 1 at rho, the truly shared channels): mean and std over runs."
+    "The paper's Table 2 next to ours (the truly shared channels; KD students with both weightings): mean and std over runs."
     rows = []
     for g, paper in PAPER_TABLE2.items():
-        r = summary[(summary.gamma.round(2) == g) & (summary["mode"] == "gt")].iloc[0]
-        rows += [dict(quantity=f"Table 2: {TABLE2_NAMES[c]}, γ = {g}", paper=p, ours=r[f"{c}_mean"], ours_std=r[f"{c}_std"], unit="%")
-                 for c, p in paper.items()]
+        for s, c in [(summary, c) for c in paper] + [(summary_ref, "kd_acc"), (summary_ref, "mgkd_acc")]:
+            r, tag = s[(s.gamma.round(2) == g) & (s["mode"] == "gt")].iloc[0], " (reference KD weighting)" if s is summary_ref else ""
+            rows.append(dict(quantity=f"Table 2: {TABLE2_NAMES[c]}, γ = {g}{tag}", paper=paper[c], ours=r[f"{c}_mean"],
+                             ours_std=r[f"{c}_std"], unit="%"))
     return pd.DataFrame(rows)
 
 # %% ../../nbs/22_table2.ipynb #1ee30a13
