@@ -595,7 +595,7 @@ def fit(objective: Objective,         # Supervised, Distill, salience.Joint, or 
         test_loader: DataLoader | None = None, # reported at the best validation epoch
         metric: str | torchmetrics.Metric = "accuracy", # a name from METRICS or a metric (scores val/test data)
         num_classes: int | None = None, # classes (labels) for a named metric; needed only with val_loader or test_loader
-        lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0, # SGD, the paper's optimiser
+        lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0, # SGD (see below where these defaults come from)
         optimizer: Callable | None = None, # params -> optimiser; overrides the SGD arguments
         scheduler: Callable | None = None, # optimiser -> LR scheduler, stepped once per epoch
         checkpoint_dir: str | Path | None = None, # resume from / save to this folder

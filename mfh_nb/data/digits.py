@@ -70,7 +70,7 @@ def shared_pixels(c_a: int, c_b: int) -> Tensor:
 # %% ../../nbs/11_digits.ipynb #54abb2f9
 class BatchDictDataset(DictDataset):
     "A DictDataset that a DataLoader (with collate_fn=default_convert) reads one whole batch at a time."
-    def __getitems__(self, idx: list[int]) -> dict[str, Tensor]: return self[idx]
+    def __getitems__(self, idx: list[int]) -> dict[str, Tensor]: return self[torch.as_tensor(idx)]
 
 def digit_loaders(images: Tensor, labels: Tensor, splits: dict[str, Tensor], # the data and its split
                   c_a: int, c_b: int,          # the two views
