@@ -19,7 +19,8 @@ from ..salience import (Joint, modality_general_teacher, modality_specific_teach
 from ..train import Distill, Supervised, fit
 
 # %% auto #0
-__all__ = ['ALG1_DISTANCES', 'check_digits_params', 'train_kw', 'kd_run', 'run_digits_kd', 'alg1_run', 'run_digits_alg1']
+__all__ = ['ALG1_DISTANCES', 'KINDS', 'check_digits_params', 'train_kw', 'kd_run', 'run_digits_kd', 'alg1_run', 'run_digits_alg1',
+           'vs_paper']
 
 # %% ../../nbs/23_digits.ipynb #ee2878ef
 ALG1_DISTANCES = {"logits": mse_distance, "probabilities": softmax_mse_distance}  # Algorithm 1's Dist: the reference's, the paper's
@@ -100,3 +101,18 @@ def run_digits_alg1(overlaps: list[int], n_runs: int, epochs: int, rho: float, r
             rows += run_rows
             if r == 0: maps[o] = sal
     return pd.DataFrame(rows), maps
+
+# %% ../../nbs/23_digits.ipynb #03b82e86
+KINDS = ("regular", "modality-general", "random", "modality-specific")  # the teachers of questions 2-3, as alg1_run makes them
+
+def vs_paper(q1: pd.DataFrame,  # the runs of question 1
+             q23: pd.DataFrame, # the runs of questions 2-3
+            ) -> pd.DataFrame:
+    "Our headline numbers (mean, std over runs) for the README's results table; the paper has no digits experiment: no paper value."
+    stat = lambda s: dict(paper=None, ours=float(s.mean()), ours_std=None if len(s) < 2 else float(s.std()))
+    rows = [dict(quantity=f"digits: KD − no-KD student, γ = {g:.2f}", **stat(r.gain), unit="points") for g, r in q1.groupby("gamma")]
+    rows += [dict(quantity=f"digits: Algorithm 1 ROC AUC of the shared pixels, γ = {g:.2f}", **stat(r.drop_duplicates("run").alg1_auc),
+                  unit="AUC") for g, r in q23.groupby("gamma")]
+    rows += [dict(quantity=f"digits: student of the {k} teacher, γ = {g:.2f}", **stat(r.student_acc), unit="%")
+             for (g, k), r in q23.groupby(["gamma", "teacher"], sort=False)]
+    return pd.DataFrame(rows)
