@@ -52,7 +52,7 @@ def auc_fits_precision(auc: float, p: float, k: int, d_a: int) -> bool:
     inside, outside = round(p * k), d_a - k - (k - round(p * k))       # shared in the top k; others below the top k
     lowest = inside * outside / (k * (d_a - k))                         # those pairs are ordered right ...
     highest = 1 - (k - inside) ** 2 / (k * (d_a - k))                   # ... shared below vs others in the top k: wrong
-    return lowest - 1e-9 <= auc <= highest + 1e-9
+    return lowest - 1e-6 <= auc <= highest + 1e-6                   # binary_auroc is float32
 
 
 @pytest.mark.parametrize("kwargs,words", [(dict(M=0), "M must be positive"), (dict(ratio=1.0), "ratio must be in"),
