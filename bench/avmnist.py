@@ -91,6 +91,10 @@ def main():
     print(f"\n(b) one training step{amp}, batch {args.batch}, full-size inputs")
     for name, s in steps.items():
         print(f"  {name:38s} {1000 * s:8.1f} ms   {args.batch / s:9,.0f} samples/s   {s / base:5.2f}x the student")
+    best = max(rates, key=rates.get)
+    print(f"SUMMARY loader {rates[best]:,.0f} samples/s ({best} workers); steps at batch {args.batch}{amp}, samples/s: "
+          + ", ".join(f"{name.split(' (')[0].split(',')[0]} {args.batch / s:,.0f}" for name, s in list(steps.items())[:3])
+          + f"; KD step cached/live teacher {steps['KD student, CachedTeacher'] / steps['KD student, live late-fusion teacher']:.2f}x")
 
 
 if __name__ == "__main__":

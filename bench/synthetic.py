@@ -11,7 +11,8 @@ import torch
 
 from mfh_nb.experiment import device_name, resolve_device
 from mfh_nb.mvd import fig2_specs, fig3_specs
-from mfh_nb.synthetic import draw_sweep, train_sweep_batched, train_sweep_naive
+from mfh_nb.data.gauss import draw_sweep
+from mfh_nb.experiments.synthetic import train_sweep_batched, train_sweep_naive
 
 
 def main():

@@ -5,24 +5,17 @@
 # %% ../nbs/03_theory.ipynb #94a6db0c
 from __future__ import annotations
 
-import matplotlib as mpl
-import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
-import seaborn as sns
 import torch
 from torch import Tensor
 
-from . import mvd
-from .experiment import check_positive, derive_seed, device_name, resolve_device, write_results
+from .experiment import check_positive
 from .kd import bernoulli_kl
 
 # %% auto #0
 __all__ = ['as_real_tensor', 'check_nonnegative', 'check_unit_interval', 'check_pair', 'check_theta', 'l_dis', 'logits', 'r_dis',
-           'lemma1_max', 'lemma1_argmax', 'plot_lemma1', 'gram_norms', 'theorem_lambda', 'gram_gap', 'lemma2_lhs',
-           'epsilon_star', 'theorem1_bound', 'random_spec', 'run_lemma2', 'plot_lemma2', 'theta_star', 'fit_student',
-           'overlap_specs', 'draw_problem', 'lemma1_max_inverse', 'theorem1_terms', 'evaluate_theorem1', 'run_theorem1',
-           'summarise_theorem1', 'plot_theorem1', 'run_perturbation', 'plot_perturbation']
+           'lemma1_max', 'lemma1_argmax', 'gram_norms', 'theorem_lambda', 'gram_gap', 'lemma2_lhs', 'epsilon_star',
+           'theorem1_bound', 'theta_star', 'fit_student', 'lemma1_max_inverse', 'theorem1_terms', 'evaluate_theorem1']
 
 # %% ../nbs/03_theory.ipynb #fe07ba2f
 def as_real_tensor(name: str, # the argument's name, for the message
@@ -129,28 +122,6 @@ def lemma1_argmax(eps, # logit gap(s) ε >= 0
     series = -e * (1 / 3 - e2 * (1 / 405 - e2 * (1 / 34020 - e2 / 3061800)))
     return torch.where(small, series, -torch.log(t))
 
-# %% ../nbs/03_theory.ipynb #5360f3ba
-def plot_lemma1(eps_values: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0), # gaps to draw l(a ± ε, a) for
-               ) -> plt.Figure:
-    "Left: l(a ± ε, a) against a with the maximisers ±a*. Right: f(ε) of Eq. 8 with its small- and large-ε forms."
-    a = torch.linspace(-8, 8, 801, dtype=torch.float64)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for e, colour in zip(eps_values, sns.color_palette("viridis", len(eps_values))):
-        a_star, f_e = lemma1_argmax(e).item(), lemma1_max(e).item()
-        ax1.plot(a, l_dis(a + e, a), color=colour, label=f"ε = {e:g}")
-        ax1.plot(a, l_dis(a - e, a), color=colour, ls="--")
-        ax1.plot([a_star, -a_star], [f_e, f_e], "o", color=colour)
-    ax1.set(xlabel="teacher logit a", ylabel="l(a ± ε, a)", title="solid: b = a + ε, dashed: b = a − ε; dots at ±a*")
-    ax1.legend(fontsize=8)
-    e = torch.logspace(-3, 3, 400, dtype=torch.float64)
-    ax2.loglog(e, lemma1_max(e), lw=3, alpha=0.5, label="f(ε), Eq. 8")
-    ax2.loglog(e, e**2 / 8, ls=":", label="ε²/8")
-    big = e[e > 2]
-    ax2.loglog(big, big - 1 - big.log(), ls="--", label="ε − 1 − ln ε")
-    ax2.set(xlabel="ε", ylabel="max l(b, a) over |a − b| ≤ ε", title="Lemma 1")
-    ax2.legend(fontsize=8); fig.tight_layout()
-    return fig
-
 # %% ../nbs/03_theory.ipynb #e8156490
 def gram_norms(x: Tensor,        # (..., n, d) samples of one modality, Z = xᵀ
                name: str = "x",  # the argument's name, for the message
@@ -208,55 +179,6 @@ def theorem1_bound(n: int,   # number of samples
     check_positive("n", n, integer=True)
     return n * lemma1_max(epsilon_star(lam, gamma, epsilon))
 
-# %% ../nbs/03_theory.ipynb #bac2c4dd
-def random_spec(gen: torch.Generator, # source of randomness
-                max_count: int = 6,   # Venn counts are drawn from [0, max_count)
-                max_extra: int = 4,   # non-decisive columns per modality, from [0, max_extra]
-               ) -> mvd.MVDSpec:
-    "A random MVD: random Venn counts, extra noise columns and column placement, both modalities non-empty."
-    while True:
-        k, a_only, b_only = torch.randint(0, max_count, (3,), generator=gen).tolist()
-        ea, eb = torch.randint(0, max_extra + 1, (2,), generator=gen).tolist()
-        if k + a_only + b_only > 0 and k + a_only + ea > 0 and k + b_only + eb > 0: break
-    spec = mvd.venn_spec(k, a_only, b_only, d_a=k + a_only + ea, d_b=k + b_only + eb)
-    return mvd.with_random_columns(spec, gen)
-
-# %% ../nbs/03_theory.ipynb #16ba65d1
-def run_lemma2(n_draws: int = 200, # random MVD draws
-               n_max: int = 200,   # n is drawn from [max(d_a, d_b), n_max]
-               seed: int = 0,      # experiment seed
-              ) -> pd.DataFrame:
-    "Eq. 13 on random MVD draws (identity g^u), raw and rescaled by 1/√n: λ, the Gram gap, the left side, the paper's and a tighter right side."
-    check_positive("n_draws", n_draws, integer=True); check_positive("n_max", n_max, integer=True)
-    rows = []
-    for r in range(n_draws):
-        gen = torch.Generator().manual_seed(derive_seed(seed, "lemma2", r))
-        spec = random_spec(gen)
-        n_ = int(torch.randint(max(spec.d_a, spec.d_b), max(n_max, spec.d_a, spec.d_b) + 1, (1,), generator=gen))
-        batch = mvd.sample(mvd.make_task(spec, gen), n_, gen)
-        for scaling, c in (("raw", 1.0), ("1/sqrt(n)", n_**-0.5)):
-            xa, xb = batch["a"].double() * c, batch["b"].double() * c
-            lam, gap = theorem_lambda(xa, xb), gram_gap(xa, xb)
-            rows.append(dict(draw=r, scaling=scaling, n=n_, **mvd.summary(spec), lam=lam.item(), gap=gap.item(),
-                             lhs=lemma2_lhs(xa, xb).item(), rhs=epsilon_star(lam, 0.0, gap).item(),
-                             rhs_tight=(lam**1.5 * gap).item()))
-    return pd.DataFrame(rows)
-
-# %% ../nbs/03_theory.ipynb #fe78192e
-def plot_lemma2(df: pd.DataFrame, # rows of `run_lemma2`
-               ) -> plt.Figure:
-    "Eq. 13's left side against the paper's right side and the tighter λ^1.5 gap, log-log, with the diagonal."
-    df = df[df.lhs > 1e-8]
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    sns.scatterplot(df, x="rhs", y="lhs", hue="scaling", marker="o", s=18, ax=ax)
-    sns.scatterplot(df, x="rhs_tight", y="lhs", hue="scaling", marker="x", s=18, ax=ax, legend=False)
-    lo, hi = df[["lhs", "rhs_tight"]].min().min(), df.rhs.max()
-    ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls="--", label="left = right")
-    ax.set(xscale="log", yscale="log", xlabel="right side: λ^1.5(λ²+1)·gap (o, paper)   λ^1.5·gap (x, tighter)",
-           ylabel="‖P_b Z^aᵀ − Z^aᵀ‖ (left side)", title="Lemma 2 (Eq. 13) on random MVD draws")
-    ax.legend(fontsize=8); fig.tight_layout()
-    return fig
-
 # %% ../nbs/03_theory.ipynb #ec62b29f
 def theta_star(theta_t: Tensor, # (..., d_a) teacher weights
                xa: Tensor,      # (..., n, d_a) modality a
@@ -289,28 +211,6 @@ def fit_student(theta_t: Tensor,      # (..., d_a) teacher weights
         theta = theta - lr * (xb.mT @ (torch.sigmoid(b) - torch.sigmoid(a)).unsqueeze(-1)).squeeze(-1)  # Eq. 9
     losses.append(r_dis(theta, theta_t, xa, xb))
     return theta, torch.stack(losses)
-
-# %% ../nbs/03_theory.ipynb #020641d7
-def overlap_specs(d: int = 10,        # decisive features per modality, d_a = d_b = |J_a| = |J_b| = d
-                  n_settings: int = 6, # overlaps from 0 to d, evenly spaced (rounded)
-                 ) -> list[mvd.MVDSpec]:
-    "Theorem 1's sweep: both modalities hold d decisive features and nothing else; the overlap grows from 0 to d (γ from 0 to 1)."
-    mvd.check_count("d", d); mvd.check_count("n_settings", n_settings, minimum=2)
-    overlaps = sorted({round(i * d / (n_settings - 1)) for i in range(n_settings)})
-    return [mvd.venn_spec(k, d - k, d - k, d_a=d, d_b=d) for k in overlaps]
-
-def draw_problem(spec: mvd.MVDSpec, # the diagram
-                 n: int,            # samples
-                 seed: int,         # the draw's seed
-                ) -> tuple[Tensor, Tensor, Tensor]:
-    "One draw of Eq. 27 (identity g^u) in float64: xa (n, d_a), xb (n, d_b) and the unit teacher θ_t = δ_{J_a}/‖δ_{J_a}‖, δ of random signs."
-    if not spec.J_a: raise ValueError("spec.J_a is empty: the teacher δ_{J_a} would be zero")
-    gen = torch.Generator().manual_seed(seed)
-    delta = torch.randint(0, 2, (spec.d,), generator=gen).float() * 2 - 1
-    batch = mvd.sample(mvd.make_task(spec, delta=delta), n, gen)
-    theta_t = torch.zeros(spec.d_a, dtype=torch.float64)
-    theta_t[list(spec.cols_a)] = delta[list(spec.J_a)].double()
-    return batch["a"].double(), batch["b"].double(), theta_t / theta_t.norm()
 
 # %% ../nbs/03_theory.ipynb #1771df30
 def lemma1_max_inverse(value, # Lemma 1 values f >= 0 (number, array or tensor)
@@ -348,103 +248,3 @@ def evaluate_theorem1(theta_t: Tensor, # (R, d_a) teachers
     out = dict(**terms, r_zero=r_zero, r_star=r_star, r_trained=r_trained, bound_over_trivial=terms["bound"] / r_zero,
                gap_needed=gap_needed)
     return {k: v.cpu().numpy() for k, v in out.items()}
-
-# %% ../nbs/03_theory.ipynb #67e77ae4
-def run_theorem1(d: int = 10, n: int = 200,  # decisive features per modality, samples per draw
-                 n_settings: int = 6,        # overlaps from 0 to d
-                 n_draws: int = 5,           # draws per setting
-                 steps: int = 1000, step: float = 0.2, # gradient descent on R_dis
-                 seed: int = 0,              # experiment seed
-                 device: str = "auto",       # "auto", "cpu", "cuda"
-                ) -> pd.DataFrame:
-    "Theorem 1's chain R_dis(trained) <= R_dis(θ*) <= bound on MVD data, per draw and γ, raw and rescaled by 1/√n."
-    for name, v in (("d", d), ("n", n), ("n_settings", n_settings), ("n_draws", n_draws), ("steps", steps)):
-        check_positive(name, v, integer=True)
-    check_positive("step", step)
-    if step >= 2: raise ValueError(f"step must be < 2 (in units of 1/L), got {step}")
-    if n < d: raise ValueError(f"n = {n} samples must be >= d = {d} features, or Z Zᵀ is singular")
-    dev, rows, problems = resolve_device(device), [], []
-    for i, spec in enumerate(overlap_specs(d, n_settings)):
-        for r in range(n_draws):
-            s = derive_seed(seed, "theorem1", i, r)
-            xa, xb, th = draw_problem(spec, n, s)
-            for scaling, c in (("raw", 1.0), ("1/sqrt(n)", n**-0.5)):
-                problems.append((th, xa * c, xb * c))
-                rows.append(dict(scaling=scaling, setting=i, draw=r, seed=s, **mvd.summary(spec)))
-    th, xa, xb = (torch.stack(t).to(dev) for t in zip(*problems))
-    return pd.DataFrame(rows).assign(**evaluate_theorem1(th, xa, xb, steps, step))
-
-# %% ../nbs/03_theory.ipynb #a923c087
-def summarise_theorem1(df: pd.DataFrame, # rows of `run_theorem1`
-                      ) -> pd.DataFrame:
-    "Means over draws of every term of the chain, per scaling and γ, with the share of draws where the bound is vacuous."
-    cols = ["lam", "gap", "eps_star", "bound", "r_zero", "r_star", "r_trained", "bound_over_trivial", "gap_needed"]
-    df = df.assign(vacuous=df.bound >= df.r_zero, trained_le_star=df.r_trained <= df.r_star + 1e-9)
-    keys = ["scaling", "setting", "shared", "gamma"]
-    out = df.groupby(keys, sort=False)[cols + ["vacuous", "trained_le_star"]].mean().reset_index()
-    return out.assign(n_draws=df.groupby(keys, sort=False).size().values)
-
-# %% ../nbs/03_theory.ipynb #7a6a69a3
-def plot_theorem1(df: pd.DataFrame, # rows of `run_theorem1`
-                 ) -> plt.Figure:
-    "Per scaling: the bound, R_dis(0), R_dis(θ*) and the trained R_dis against γ (draws thin, means thick), symlog y."
-    terms = {"bound": "bound n·f(ε*)", "r_zero": "R_dis(0), the zero student", "r_star": "R_dis(θ*), Eq. 20",
-             "r_trained": "R_dis after gradient descent"}
-    long = df.melt(id_vars=["scaling", "gamma", "draw"], value_vars=list(terms), var_name="term", value_name="value")
-    long["term"] = long.term.map(terms)
-    scalings = list(dict.fromkeys(df.scaling))
-    fig, axes = plt.subplots(1, len(scalings), figsize=(5.2 * len(scalings), 4), squeeze=False)
-    for ax, sc in zip(axes[0], scalings):
-        part = long[long.scaling == sc]
-        sns.lineplot(part, x="gamma", y="value", hue="term", units="draw", estimator=None, lw=0.5, alpha=0.35, ax=ax, legend=False)
-        sns.lineplot(part, x="gamma", y="value", hue="term", style="term", errorbar=None, markers=True, lw=2, ax=ax)
-        ax.set_yscale("symlog", linthresh=1e-2)
-        zero = df[df.scaling == sc].groupby("gamma").r_zero.mean()
-        ax.fill_between(zero.index, zero.values, part.value.max() * 10, color="grey", alpha=0.12, label="a bound up here is vacuous")
-        ax.yaxis.set_major_locator(mpl.ticker.SymmetricalLogLocator(base=100, linthresh=1e-2))
-        ax.set(xlabel="γ (modality-general share of decisive features)", ylabel="distillation loss (sum over n)",
-               title=f"Theorem 1, data {'as drawn' if sc == 'raw' else 'rescaled by 1/√n'}")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-# %% ../nbs/03_theory.ipynb #feca4b8a
-def run_perturbation(noise: list[float],      # noise levels s: x^b = x^a + s·N(0, I)
-                     d: int = 10, n: int = 200, # features, samples
-                     n_draws: int = 5,          # draws per level
-                     steps: int = 1000, step: float = 0.2, # gradient descent on R_dis
-                     seed: int = 0,             # experiment seed
-                     device: str = "auto",      # "auto", "cpu", "cuda"
-                    ) -> pd.DataFrame:
-    "Theorem 1's chain when x^b is a noisy copy of x^a (γ = 1 plus noise), raw and rescaled by 1/√n, per level and draw."
-    levels = check_nonnegative("noise", noise).flatten().tolist()
-    for name, v in (("d", d), ("n", n), ("n_draws", n_draws)): check_positive(name, v, integer=True)
-    if n < d: raise ValueError(f"n = {n} samples must be >= d = {d} features, or Z Zᵀ is singular")
-    spec, rows, problems = overlap_specs(d, 2)[-1], [], []
-    for r in range(n_draws):
-        s = derive_seed(seed, "perturbation", r)
-        xa, _, th = draw_problem(spec, n, s)
-        xi = torch.randn(xa.shape, generator=torch.Generator().manual_seed(derive_seed(seed, "noise", r)), dtype=torch.float64)
-        for level in levels:
-            for scaling, c in (("raw", 1.0), ("1/sqrt(n)", n**-0.5)):
-                problems.append((th, xa * c, (xa + level * xi) * c))
-                rows.append(dict(scaling=scaling, noise=level, draw=r, seed=s))
-    th, xa, xb = (torch.stack(t).to(resolve_device(device)) for t in zip(*problems))
-    return pd.DataFrame(rows).assign(**evaluate_theorem1(th, xa, xb, steps, step))
-
-# %% ../nbs/03_theory.ipynb #d514ef64
-def plot_perturbation(df: pd.DataFrame, # rows of `run_perturbation`
-                     ) -> plt.Figure:
-    "The bound, R_dis(0), R_dis(θ*) and the trained R_dis against ε*, log-log (round-off below 1e-16 drawn at 1e-16), per scaling."
-    df = df[df.noise > 0]
-    terms = {"bound": "bound n·f(ε*)", "r_zero": "R_dis(0)", "r_star": "R_dis(θ*)", "r_trained": "R_dis trained"}
-    fig, axes = plt.subplots(1, 2, figsize=(10.4, 4), sharey=True)
-    for ax, (sc, part) in zip(axes, df.groupby("scaling", sort=False)):
-        m = part.groupby("noise")[["eps_star", *terms]].mean()
-        for col, label in terms.items(): ax.loglog(m.eps_star, m[col].clip(lower=1e-16), marker="o", ms=3, label=label)
-        vac = m.eps_star[m.bound >= m.r_zero]
-        if len(vac): ax.axvspan(vac.min(), m.eps_star.max() * 10, color="grey", alpha=0.15, label="vacuous: bound ≥ R_dis(0)")
-        ax.set(xlabel="ε* = λ^1.5(λ²+1)·gap", ylabel="distillation loss (sum over n)", title=f"γ = 1 plus noise, data {sc}")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig

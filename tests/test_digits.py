@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from mfh_nb.data.digits import check_digits_params, overlap_view, shared_pixels, split_view, load_digit_images, view_gamma
+from mfh_nb.data.digits import load_digit_images, overlap_view, shared_pixels, split_view, view_gamma
+from mfh_nb.experiments.digits import check_digits_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_notebook_runs_under_papermill(tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "10_digits.ipynb"), str(tmp_path / "executed.ipynb"),
+    cmd = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "23_digits.ipynb"), str(tmp_path / "executed.ipynb"),
            "-y", "{overlaps: [0, 8], alg1_overlaps: [4]}", "-p", "n_runs", "1", "-p", "epochs", "8",
            "-p", "M", "4", "-p", "out_dir", str(out), "-p", "device", "cpu", "--log-level", "ERROR"]
     subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True, text=True)

@@ -35,7 +35,7 @@ def test_installed_package_imports_outside_the_repo():
     (dict(d=4, d_a=4, d_b=2, J_a=(0,), J_b=(1, 2, 3), cols_b=(0, 1, 2)), "do not fit in d_b"),
     (dict(d=4, d_a=4, d_b=4, J_a=(0,), J_b=(1,), cols_a=(4,)), "cols_a has indices"),
     (dict(d=4, d_a=4, d_b=4, J_a=(), J_b=()), "both empty"),
-    (dict(d=4, d_a=0, d_b=4, J_a=(), J_b=(1,)), "d_a must be >= 1"),
+    (dict(d=4, d_a=0, d_b=4, J_a=(), J_b=(1,)), "d_a must be positive"),
 ])
 def test_bad_spec_names_the_argument(kwargs, words):
     with pytest.raises(ValueError, match=words):

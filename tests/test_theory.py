@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from mfh_nb import mvd
-from mfh_nb.theory import (draw_problem, epsilon_star, fit_student, gram_gap, l_dis, lemma1_argmax, lemma1_max,
-                           lemma1_max_inverse, lemma2_lhs, overlap_specs, r_dis, run_lemma2, run_perturbation,
-                           run_theorem1, theorem1_bound, theorem_lambda, theta_star)
+from mfh_nb.experiments.theory import draw_problem, overlap_specs, run_lemma2, run_perturbation, run_theorem1
+from mfh_nb.theory import (epsilon_star, fit_student, gram_gap, l_dis, lemma1_argmax, lemma1_max, lemma1_max_inverse,
+                           lemma2_lhs, r_dis, theorem1_bound, theorem_lambda, theta_star)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ GOLDEN_ARGMAX = {
 def test_notebook_runs_under_papermill(tmp_path):
     out = tmp_path / "out"
     params = dict(n=100, d=4, n_settings=5, n_draws=3, steps=300, n_lemma2=20, seed=1)
-    cmd = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "03_theory.ipynb"), str(tmp_path / "executed.ipynb")]
+    cmd = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "20_theory.ipynb"), str(tmp_path / "executed.ipynb")]
     for k, v in params.items(): cmd += ["-p", k, str(v)]
     cmd += ["-p", "out_dir", str(out), "-p", "device", "cpu", "--log-level", "ERROR"]
     subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True, text=True)
