@@ -194,7 +194,7 @@ def fig3_specs() -> list[MVDSpec]:
     return [venn_spec(10, u - 10, 0, d_a=50, d_b=50, n_unseen=50 - u) for u in range(10, 51, 10)]
 
 def table2_specs() -> list[MVDSpec]:
-    "Table 2: β=0, |J_a ∪ J_b| = d = 20 and γ = 0.25, 0.5, 0.75 (5, 10, 15 shared), d_a=d_b=50."
+    "Table 2's γ = 0.25, 0.5, 0.75 with our choice of β=0, |J_a ∪ J_b| = d = 20 (5, 10, 15 shared), d_a=d_b=50."
     return [venn_spec(s, 20 - s, 0, d_a=50, d_b=50) for s in (5, 10, 15)]
 
 # %% ../nbs/01_mvd.ipynb #4c147dbf

@@ -23,9 +23,9 @@ def test_notebook_runs_under_papermill(tmp_path):
     assert len(res["runs"]) == 33
     assert {"torch", "numpy", "pandas", "mfh_nb", "python"} <= set(res["versions"])
     assert res["device"].startswith("cpu")
-    for row in res["runs"]:
-        assert row["delta"] == pytest.approx(row["kd_acc"] - row["nokd_acc"])
-        assert 0 <= row["teacher_acc"] <= 100
+    for row in res["runs"]:                                   # accuracies in %, counted over the 1000 test samples
+        for col in ("teacher_acc", "nokd_acc", "kd_acc"):
+            assert abs(row[col] * 10 - round(row[col] * 10)) < 1e-4, (col, row[col])
     gammas = [round(r["gamma"], 2) for r in res["summary"] if r["experiment"] == "fig2"]
     assert gammas == [0.0, 0.11, 0.25, 0.43, 0.67, 1.0]
     for fig in ("fig2.png", "fig3.png"):
@@ -45,6 +45,13 @@ def test_notebook_runs_under_papermill(tmp_path):
 def test_bad_parameters_fail_before_work(kwargs, exc, words):
     with pytest.raises(exc, match=words):
         run_sweep({"fig2": fig2_specs()}, **kwargs)
+
+
+def test_with_rho_1_the_kd_student_is_the_no_kd_student():
+    # the KD and no-KD students of a run start from the same weights; at rho = 1 the teacher has no weight
+    runs = run_sweep({"fig2": fig2_specs()[::5], "fig3": fig3_specs()[-1:]}, n_runs=2, epochs=100, rho=1.0, device="cpu")
+    assert (runs.kd_acc == runs.nokd_acc).all() and (runs.delta == 0).all()
+    assert (run_sweep({"fig2": fig2_specs()[-1:]}, n_runs=2, epochs=100, rho=0.5, device="cpu").delta != 0).any()
 
 
 def test_a_sub_sweep_reproduces_the_rows_of_the_full_sweep():
