@@ -70,16 +70,38 @@ def test_bad_parameters(kwargs, exc, words):
         check_avmnist_params(**{**args, **kwargs})
 
 
-def test_run_table5_checks_files_before_training(data, tmp_path):
-    bad = tmp_path / "bad"
+def copy_of(data: Path, to: Path) -> Path:
+    "A copy of the fixture's six files under `to`."
     for rel in SPLIT_FILES["train"] + SPLIT_FILES["test"]:
-        (bad / rel).parent.mkdir(parents=True, exist_ok=True)
-        np.save(bad / rel, np.load(data / rel))
+        (to / rel).parent.mkdir(parents=True, exist_ok=True)
+        np.save(to / rel, np.load(data / rel))
+    return to
+
+
+def test_run_table5_checks_files_before_training(data, tmp_path):
+    bad = copy_of(data, tmp_path / "bad")
     np.save(bad / "test_labels.npy", np.load(data / "test_labels.npy").astype(np.float32))
     with pytest.raises(ValueError, match="test_labels.npy has dtype float32"):
         run_table5(bad, n_runs=1, epochs=1, val_size=20, device="cpu")
     with pytest.raises(ValueError, match="is a file"):
         run_table5(data / "train_labels.npy", n_runs=1, epochs=1, device="cpu")
+
+
+def test_missing_and_damaged_files_are_named(data, tmp_path):
+    "A file that is absent, cut short (an interrupted copy) or holds labels outside 0..9: the error names that file."
+    missing = copy_of(data, tmp_path / "missing")
+    (missing / "audio/test_data.npy").unlink()
+    with pytest.raises(FileNotFoundError, match=r"audio/test_data.npy is missing"):
+        avmnist_loaders(missing, val_size=20)
+    cut = copy_of(data, tmp_path / "cut")
+    raw = (cut / "audio/train_data.npy").read_bytes()
+    (cut / "audio/train_data.npy").write_bytes(raw[:len(raw) // 2])
+    with pytest.raises(ValueError, match=r"audio/train_data.npy is not a readable .npy array"):
+        run_table5(cut, n_runs=1, epochs=1, val_size=20, device="cpu")
+    labels = copy_of(data, tmp_path / "labels")
+    np.save(labels / "train_labels.npy", np.load(data / "train_labels.npy") + 5)
+    with pytest.raises(ValueError, match=r"train_labels.npy holds labels \[10, 11, 12, 13, 14\] outside 0..9"):
+        run_table5(labels, n_runs=1, epochs=1, val_size=20, device="cpu")
 
 
 def test_loader_maps_files_and_workers_give_the_same_batches(data):
