@@ -94,8 +94,8 @@ def test_the_fixture_follows_its_planted_diagram(fixture_root):
         item, y = ds[i], int(ds.labels[i])
         bands = item["audio"][0, [4, 16, 28]].mean(1)                     # the band of bit j starts at row 4 + 12 j
         assert [(y >> j) & 1 for j in range(3)] == (bands > 0).long().tolist()
-        rgb = item["image"].mean((1, 2))
-        assert (rgb[0] > rgb[2]) == bool(y & 1)                           # bit 0: red or blue tint
+        rgb = item["image"].mean((1, 2))                                  # bit j raises colour channel j
+        assert [(y >> j) & 1 for j in range(2)] == (rgb[:2] > 0).long().tolist()
 
 
 def test_swap_frames_bug_swaps_mfcc_frames_0_and_2_only(fixture_root):
