@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import math
 import os
@@ -24,8 +25,9 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['resolve_device', 'derive_seed', 'seeded_module', 'check_count', 'check_positive', 'check_fraction',
-           'library_versions', 'device_name', 'atomic_target', 'remove_stale_temporaries', 'write_json_atomic',
-           'save_figure', 'mean_std', 'write_results']
+           'library_versions', 'device_name', 'atomic_target', 'current_umask', 'remove_stale_temporaries',
+           'write_json_atomic', 'save_figure', 'mean_std', 'jsonable', 'check_figure_names', 'sha256_of',
+           'write_results', 'read_results']
 
 # %% ../nbs/02_experiment.ipynb #94d0f3fe
 def resolve_device(device: str | torch.device = "auto", # "auto", "cpu", "cuda", "cuda:1", ...
@@ -39,12 +41,20 @@ def resolve_device(device: str | torch.device = "auto", # "auto", "cpu", "cuda",
     return dev
 
 # %% ../nbs/02_experiment.ipynb #eec986d1
-def derive_seed(seed: int,       # the experiment's seed
-                *keys: int | str, # coordinates of the run: setting, run index, role...
+def derive_seed(seed: int,       # the experiment's seed, an int >= 0
+                *keys: int | str, # coordinates of the run: setting, run index, role... (ints >= 0 or strings)
                ) -> int:
-    "A 63-bit seed for one run, a deterministic function of `seed` and `keys` (strings hashed with CRC32)."
+    "A seed in [0, 2**63) for one run, a deterministic function of `seed` and `keys` (strings hashed with CRC32)."
+    for name, k in (("seed", seed), *((f"key {i}", k) for i, k in enumerate(keys))):
+        if isinstance(k, str) and name != "seed": continue
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"{name} must be an int{'' if name == 'seed' else ' or a str'}, got {type(k).__name__} {k!r}")
+        if k < 0: raise ValueError(f"{name} must be >= 0, got {k}")
     ints = [zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in (seed, *keys)]
-    return int(np.random.SeedSequence(ints).generate_state(2, dtype=np.uint32).astype(np.uint64) @ [1 << 31, 1])
+    hi, lo = np.random.SeedSequence(ints).generate_state(2, dtype=np.uint32).astype(np.uint64)
+    # hi·2^31 + lo in float64 (about 53 significant bits): kept as first written, so every published result reproduces;
+    # the modulo keeps the rare sums above 2^63 (p ≈ 2^-33) inside the range a torch.Generator accepts
+    return int(hi * float(1 << 31) + float(lo)) % 2**63
 
 # %% ../nbs/02_experiment.ipynb #b80c5eff
 def seeded_module(seed: int,                  # seed of the initial weights
@@ -105,7 +115,13 @@ def atomic_target(path: str | Path, # the file to write
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())        # mkstemp makes 0600; the final file gets what the umask allows
     return path, Path(tmp)
+
+def current_umask() -> int:
+    "The process's file-creation mask."
+    mask = os.umask(0o022); os.umask(mask)
+    return mask
 
 def remove_stale_temporaries(path: str | Path, # a file written with `atomic_target`
                             ) -> list[Path]:
@@ -121,7 +137,8 @@ def write_json_atomic(path: str | Path, # where the JSON goes
     "Write `obj` as JSON to `path` atomically: a reader sees the old file or the new one, never a partial one."
     path, tmp = atomic_target(path)
     try:
-        with open(tmp, "w") as f: json.dump(obj, f, indent=2, allow_nan=False); f.flush(); os.fsync(f.fileno())
+        text = json.dumps(obj, indent=2, allow_nan=False)             # fails before the file is touched
+        with open(tmp, "w") as f: f.write(text); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
     finally: tmp.unlink(missing_ok=True)
     return path
@@ -150,7 +167,34 @@ def mean_std(runs: pd.DataFrame,  # one row per run
     stats.columns = [f"{c}_{s}" for c, s in stats.columns]
     return stats.reset_index().assign(n_runs=groups.size().values)
 
+# %% ../nbs/02_experiment.ipynb #ff11a95c
+def jsonable(value,             # a value for results.json
+             where: str = "results", # its key path, for the message
+            ):
+    "`value` as plain JSON types: frames -> records, NumPy -> Python, NaN -> None; TypeError/ValueError naming `where` otherwise."
+    if isinstance(value, pd.DataFrame): value = value.to_dict("records")
+    if isinstance(value, (np.generic, np.ndarray)): value = value.tolist()
+    if isinstance(value, Path): return str(value)
+    if isinstance(value, dict): return {str(k): jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)): return [jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, float) and math.isnan(value): return None
+    if isinstance(value, float) and math.isinf(value): raise ValueError(f"{where} is {value}: JSON cannot hold it")
+    if value is None or isinstance(value, (bool, int, float, str)): return value
+    raise TypeError(f"{where} is a {type(value).__name__}, which results.json cannot hold")
+
 # %% ../nbs/02_experiment.ipynb #b36d5801
+def check_figure_names(figures: dict, # file stem -> figure
+                      ) -> None:
+    "Raise unless every figure name is a plain file stem that stays inside the output folder."
+    for stem, fig in figures.items():
+        if not isinstance(stem, str) or not stem or stem.startswith(".") or Path(stem).name != stem or "\\" in stem:
+            raise ValueError(f"figure name {stem!r} must be a plain file name (no folders, not hidden)")
+        if not isinstance(fig, plt.Figure): raise TypeError(f"figures[{stem!r}] must be a matplotlib Figure, got {type(fig).__name__}")
+
+def sha256_of(path: Path) -> str:
+    "The SHA-256 of a file's bytes, in hex."
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
 def write_results(out_dir: str | Path,   # the output folder (created if needed)
                   experiment: str,       # what was run, in words
                   params: dict,          # the parameters it ran with (a "device" entry is resolved and named)
@@ -158,11 +202,25 @@ def write_results(out_dir: str | Path,   # the output folder (created if needed)
                   elapsed_s: float,      # wall time of the experiment
                   **sections,            # tables (data frames become lists of records) and other JSON-ready values
                  ) -> Path:
-    "Save `figures` as PNGs and write results.json (experiment, parameters, time, device, versions, sections) into `out_dir`."
+    "Save `figures` as PNGs, then results.json (experiment, parameters, time, device, versions, figure digests, sections)."
     out = Path(out_dir)
+    check_figure_names(figures)
+    body = jsonable(dict(experiment=experiment, params=params, elapsed_s=round(elapsed_s, 3),
+                         device=device_name(resolve_device(params.get("device", "auto"))), versions=library_versions(),
+                         **sections))
     for name in ["results.json", *(f"{stem}.png" for stem in figures)]: remove_stale_temporaries(out / name)
-    for stem, fig in figures.items(): save_figure(fig, out / f"{stem}.png")
-    records = {k: v.to_dict("records") if hasattr(v, "to_dict") else v for k, v in sections.items()}
-    return write_json_atomic(out / "results.json", dict(
-        experiment=experiment, params=params, elapsed_s=round(elapsed_s, 3), figures=[f"{s}.png" for s in figures],
-        device=device_name(resolve_device(params.get("device", "auto"))), versions=library_versions(), **records))
+    digests = {f"{stem}.png": sha256_of(save_figure(fig, out / f"{stem}.png")) for stem, fig in figures.items()}
+    return write_json_atomic(out / "results.json", dict(body, figures=digests))
+
+# %% ../nbs/02_experiment.ipynb #278e23ac
+def read_results(out_dir: str | Path, # a folder written by `write_results`
+                ) -> dict:
+    "results.json of `out_dir`, after checking that each figure it lists is present and unchanged."
+    path = Path(out_dir) / "results.json"
+    if not path.is_file(): raise FileNotFoundError(f"{path} does not exist: the run did not finish")
+    res = json.loads(path.read_text())
+    for name, digest in res.get("figures", {}).items():
+        fig = Path(out_dir) / name
+        if not fig.is_file() or sha256_of(fig) != digest:
+            raise ValueError(f"{fig} does not match {path}: the folder mixes two runs (one was interrupted); run it again")
+    return res

@@ -5,7 +5,6 @@
 # %% ../nbs/00_kd.ipynb #69f1e8f1
 from __future__ import annotations
 
-import math
 from numbers import Real
 
 import torch
@@ -13,30 +12,37 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['check_rho_T', 'check_logits', 'check_target', 'kl_per_sample', 'kd_loss', 'bernoulli_kl', 'multilabel_kd_loss',
-           'dense_kd_loss']
+__all__ = ['T_MAX', 'KD_WEIGHTINGS', 'check_rho_T', 'check_logits', 'check_target', 'kl_per_sample', 'kd_loss', 'kd_weights',
+           'bernoulli_kl', 'multilabel_kd_loss', 'dense_kd_loss']
 
 # %% ../nbs/00_kd.ipynb #0ed164c8
+T_MAX = 1e6  # the largest temperature accepted: T² must stay far from float overflow
+
 def check_rho_T(rho: float, # Eq. 1's weight on the task loss, in [0, 1]
-                T: float,   # softmax temperature, > 0
+                T: float,   # softmax temperature, in (0, T_MAX]
                ) -> None:
-    "Raise ValueError unless `rho` is in [0, 1] and `T` is a positive finite number."
-    if isinstance(rho, bool) or not isinstance(rho, Real) or not 0.0 <= rho <= 1.0:
+    "Raise TypeError/ValueError unless `rho` is a number in [0, 1] and `T` a number in (0, T_MAX]."
+    for name, v in (("rho", rho), ("T", T)):
+        if isinstance(v, bool) or not isinstance(v, Real):
+            raise TypeError(f"{name} must be a real number, got {type(v).__name__} {v!r}")
+    if not 0.0 <= rho <= 1.0:
         raise ValueError(f"rho must be a number in [0, 1] (Eq. 1's weight on the task loss), got {rho!r}")
-    if isinstance(T, bool) or not isinstance(T, Real) or not 0.0 < T < math.inf:
-        raise ValueError(f"T must be a positive finite temperature, got {T!r}")
+    if not 0.0 < T <= T_MAX:
+        raise ValueError(f"T must be a positive finite temperature <= {T_MAX:g}, got {T!r}")
 
 # %% ../nbs/00_kd.ipynb #9e95f788
 def check_logits(student_logits: Tensor, # the student's raw outputs
                  teacher_logits: Tensor, # the teacher's raw outputs, same shape
                  min_ndim: int = 2,      # 2 for (N, K), 3 or more for dense (N, K, H, W)
                 ) -> None:
-    "Raise TypeError/ValueError unless both logits are floating tensors of one shape with at least `min_ndim` dims."
+    "Raise TypeError/ValueError unless both logits are finite floating tensors of one non-empty shape with >= `min_ndim` dims."
     for name, z in (("student_logits", student_logits), ("teacher_logits", teacher_logits)):
         if not isinstance(z, Tensor) or not z.is_floating_point():
             raise TypeError(f"{name} must be a floating-point torch.Tensor, got {getattr(z, 'dtype', type(z).__name__)}")
         if z.ndim < min_ndim:
             raise ValueError(f"{name} must have at least {min_ndim} dimensions (N, K, ...), got shape {tuple(z.shape)}")
+        if z.numel() == 0: raise ValueError(f"{name} is empty (shape {tuple(z.shape)}): a loss needs samples and classes")
+        if not torch.isfinite(z).all(): raise ValueError(f"{name} holds NaN or infinite values")
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student_logits {tuple(student_logits.shape)} and teacher_logits "
                          f"{tuple(teacher_logits.shape)} must have the same shape")
@@ -44,17 +50,25 @@ def check_logits(student_logits: Tensor, # the student's raw outputs
 # %% ../nbs/00_kd.ipynb #ec0af7bc
 def check_target(target: Tensor,      # labels
                  shape: torch.Size,   # the shape `target` must have
-                 integer: bool,       # class indices (True) or per-label probabilities (False)
+                 n_classes: int | None = None, # class indices must lie in [0, n_classes); None: per-label probabilities in [0, 1]
+                 ignore_index: int | None = None, # a class index that marks unlabelled entries (dense targets)
                 ) -> None:
-    "Raise TypeError/ValueError unless `target` is a tensor of the expected dtype kind and shape."
+    "Raise TypeError/ValueError unless `target` has the expected dtype kind, shape and value range."
     if not isinstance(target, Tensor):
         raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    integer = n_classes is not None
     if integer and (target.is_floating_point() or target.is_complex() or target.dtype == torch.bool):
         raise TypeError(f"target must hold integer class indices (e.g. torch.long), got {target.dtype}")
     if not integer and not target.is_floating_point():
         raise TypeError(f"target must be a floating tensor of 0/1 labels or probabilities, got {target.dtype}")
     if target.shape != shape:
         raise ValueError(f"target has shape {tuple(target.shape)}, expected {tuple(shape)}")
+    labelled = target if ignore_index is None else target[target != ignore_index]
+    if integer and ((labelled < 0) | (labelled >= n_classes)).any():
+        raise ValueError(f"target holds class indices outside [0, {n_classes})" +
+                         ("" if ignore_index is None else f" other than ignore_index={ignore_index}"))
+    if not integer and not ((target >= 0) & (target <= 1)).all():
+        raise ValueError("target must hold labels or probabilities in [0, 1] (and no NaN)")
 
 # %% ../nbs/00_kd.ipynb #405a4e9d
 def kl_per_sample(student_logits: Tensor, # (N, K, ...) student logits
@@ -62,10 +76,11 @@ def kl_per_sample(student_logits: Tensor, # (N, K, ...) student logits
                   T: float = 1.0,         # softmax temperature
                   dim: int = 1,           # the class dimension
                  ) -> Tensor:
-    "KL(softmax(teacher/T) ‖ softmax(student/T)) summed over `dim`: one value per sample (or pixel)."
-    log_p_t = F.log_softmax(teacher_logits.detach() / T, dim=dim)
-    log_p_s = F.log_softmax(student_logits / T, dim=dim)
-    return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim)
+    "KL(softmax(teacher/T) ‖ softmax(student/T)) summed over `dim`, one value per sample (or pixel): computed in float64, >= 0."
+    log_p_t = F.log_softmax(teacher_logits.detach().double() / T, dim=dim)
+    log_p_s = F.log_softmax(student_logits.double() / T, dim=dim)
+    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim).clamp_min(0)
+    return kl.to(torch.promote_types(student_logits.dtype, torch.float32))
 
 # %% ../nbs/00_kd.ipynb #b9f27820
 def kd_loss(student_logits: Tensor, # (N, K) student logits
@@ -79,20 +94,35 @@ def kd_loss(student_logits: Tensor, # (N, K) student logits
     check_logits(student_logits, teacher_logits)
     if student_logits.ndim != 2:
         raise ValueError(f"student_logits must be (N, K), got {tuple(student_logits.shape)}; use dense_kd_loss for (N, K, H, W)")
-    check_target(target, student_logits.shape[:1], integer=True)
+    check_target(target, student_logits.shape[:1], n_classes=student_logits.shape[1])
     task = F.cross_entropy(student_logits, target.long())
     kd = kl_per_sample(student_logits, teacher_logits, T).mean()
     return rho * task + (1 - rho) * T**2 * kd
+
+# %% ../nbs/00_kd.ipynb #7f25a981
+KD_WEIGHTINGS = ("paper", "reference") # Eq. 1 as written; the reference code's CE + KLDivLoss(reduction="mean")
+
+def kd_weights(weighting: str,  # "paper" or "reference"
+               rho: float,      # Eq. 1's rho (used by "paper")
+               n_classes: int,  # K (used by "reference": its KL is averaged over N·K entries)
+              ) -> tuple[float, float]:
+    "(w_task, w_kd) of the loss w_task·L_task + w_kd·L_kd: (rho, 1 - rho) for the paper, (1, 1/K) for the reference code."
+    if weighting not in KD_WEIGHTINGS: raise ValueError(f"weighting must be one of {KD_WEIGHTINGS}, got {weighting!r}")
+    check_rho_T(rho, 1.0)
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive int, got {n_classes!r}")
+    return (rho, 1 - rho) if weighting == "paper" else (1.0, 1 / n_classes)
 
 # %% ../nbs/00_kd.ipynb #302af629
 def bernoulli_kl(student_logits: Tensor, # student logits, any shape
                  teacher_logits: Tensor, # teacher logits, same shape (detached inside)
                  T: float = 1.0,         # temperature
                 ) -> Tensor:
-    "Elementwise KL(Bern(σ(teacher/T)) ‖ Bern(σ(student/T))), computed from log-sigmoids for stability."
-    t, s = teacher_logits.detach() / T, student_logits / T
+    "Elementwise KL(Bern(σ(teacher/T)) ‖ Bern(σ(student/T))) from log-sigmoids in float64, >= 0 (float32 or wider)."
+    t, s = teacher_logits.detach().double() / T, student_logits.double() / T
     q = torch.sigmoid(t)
-    return q * (F.logsigmoid(t) - F.logsigmoid(s)) + (1 - q) * (F.logsigmoid(-t) - F.logsigmoid(-s))
+    kl = q * (F.logsigmoid(t) - F.logsigmoid(s)) + (1 - q) * (F.logsigmoid(-t) - F.logsigmoid(-s))
+    return kl.clamp_min(0).to(torch.promote_types(student_logits.dtype, torch.float32))
 
 # %% ../nbs/00_kd.ipynb #41a74fad
 def multilabel_kd_loss(student_logits: Tensor, # (N, L) student logits, one per label
@@ -104,7 +134,7 @@ def multilabel_kd_loss(student_logits: Tensor, # (N, L) student logits, one per 
     "Eq. 1 with sigmoid outputs: rho·BCE + (1-rho)·T²·Bernoulli KL, both summed over labels and averaged over the batch."
     check_rho_T(rho, T)
     check_logits(student_logits, teacher_logits)
-    check_target(target, student_logits.shape, integer=False)
+    check_target(target, student_logits.shape)
     n = student_logits.shape[0]
     task = F.binary_cross_entropy_with_logits(student_logits, target, reduction="sum") / n
     kd = bernoulli_kl(student_logits, teacher_logits, T).sum() / n
@@ -121,8 +151,10 @@ def dense_kd_loss(student_logits: Tensor,      # (N, K, H, W) student logits
                  ) -> Tensor:
     "Eq. 1 per pixel: CE and T²·KL averaged over labelled pixels (KL over all pixels if `distill_ignored`)."
     check_rho_T(rho, T)
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__} {ignore_index!r}")
     check_logits(student_logits, teacher_logits, min_ndim=3)
-    check_target(target, student_logits.shape[:1] + student_logits.shape[2:], integer=True)
+    check_target(target, student_logits.shape[:1] + student_logits.shape[2:], student_logits.shape[1], ignore_index)
     labelled = (target != ignore_index).to(student_logits.dtype)
     n_labelled = labelled.sum().clamp(min=1)
     task = F.cross_entropy(student_logits, target.long(), ignore_index=ignore_index, reduction="sum") / n_labelled

@@ -14,14 +14,25 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .experiment import check_count
+from .experiment import check_count, resolve_device
 
 # %% auto #0
-__all__ = ['check_indices', 'MVDSpec', 'validate_spec', 'columns_of', 'shared_pairs', 'summary', 'venn_spec', 'as_generator',
-           'with_random_columns', 'fig2_specs', 'fig3_specs', 'table2_specs', 'preset_table', 'draw_venn', 'MVDTask',
-           'make_task', 'labels_of', 'sample', 'train_test', 'RandomNonlinearMap']
+__all__ = ['MAX_FEATURES', 'check_size', 'check_indices', 'MVDSpec', 'validate_spec', 'check_spec', 'check_modality',
+           'columns_of', 'shared_pairs', 'summary', 'venn_spec', 'as_generator', 'with_random_columns', 'fig2_specs',
+           'fig3_specs', 'table2_specs', 'preset_table', 'draw_venn', 'MVDTask', 'make_task', 'labels_of', 'generated',
+           'sample', 'train_test', 'RandomNonlinearMap']
 
 # %% ../nbs/01_mvd.ipynb #0f8d44cf
+MAX_FEATURES = 10**6  # the largest d, d_a, d_b accepted: a spec stores its index sets as tuples
+
+def check_size(name: str,   # the parameter's name, for the message
+               value: int,  # a number of features
+               minimum: int = 1, # the smallest allowed value
+              ) -> None:
+    "Raise unless `value` is an int in [minimum, MAX_FEATURES]."
+    check_count(name, value, minimum)
+    if value > MAX_FEATURES: raise ValueError(f"{name}={value} exceeds MAX_FEATURES={MAX_FEATURES}")
+
 def check_indices(name: str,            # the argument's name, for the message
                   idx: tuple[int, ...], # indices to check
                   upper: int,           # indices must lie in [0, upper)
@@ -49,7 +60,11 @@ class MVDSpec:
 
     def __post_init__(self):
         for name in ("J_a", "J_b", "cols_a", "cols_b"):
-            if getattr(self, name) is not None: object.__setattr__(self, name, tuple(getattr(self, name)))
+            v = getattr(self, name)
+            if v is None and name.startswith("cols"): continue
+            if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
+                raise TypeError(f"{name} must be a sequence of ints, got {type(v).__name__} {v!r}")
+            object.__setattr__(self, name, tuple(v))
         validate_spec(self)
         for u in ("a", "b"):                                # default placement: column j holds feature j
             if getattr(self, f"cols_{u}") is None: object.__setattr__(self, f"cols_{u}", getattr(self, f"J_{u}"))
@@ -82,7 +97,7 @@ class MVDSpec:
 # %% ../nbs/01_mvd.ipynb #b09c3bd9
 def validate_spec(spec: MVDSpec) -> None:
     "Check every field of `spec` and raise a ValueError/TypeError naming the bad one (it changes nothing)."
-    for name in ("d", "d_a", "d_b"): check_count(name, getattr(spec, name))
+    for name in ("d", "d_a", "d_b"): check_size(name, getattr(spec, name))
     check_count("n_classes", spec.n_classes, minimum=2)
     for u in ("a", "b"):
         J, d_u, cols = getattr(spec, f"J_{u}"), getattr(spec, f"d_{u}"), getattr(spec, f"cols_{u}")
@@ -96,22 +111,33 @@ def validate_spec(spec: MVDSpec) -> None:
     if not spec.J_a and not spec.J_b: raise ValueError("J_a and J_b are both empty: alpha, beta, gamma are undefined")
 
 # %% ../nbs/01_mvd.ipynb #cf891002
+def check_spec(spec: MVDSpec) -> None:
+    "Raise TypeError unless `spec` is an MVDSpec."
+    if not isinstance(spec, MVDSpec): raise TypeError(f"spec must be an MVDSpec, got {type(spec).__name__}")
+
+def check_modality(u: str) -> None:
+    "Raise ValueError unless `u` names a modality, 'a' or 'b'."
+    if u not in ("a", "b"): raise ValueError(f"u must be 'a' or 'b', got {u!r}")
+
 def columns_of(spec: MVDSpec, # the diagram
                u: str,        # modality, "a" or "b"
                features: set[int] | list[int], # decisive features to locate
               ) -> list[int]:
     "Columns of x^u that hold the given decisive `features`, in the order of J_u."
+    check_spec(spec); check_modality(u)
     J, cols = getattr(spec, f"J_{u}"), getattr(spec, f"cols_{u}")
     return [c for j, c in zip(J, cols) if j in set(features)]
 
 def shared_pairs(spec: MVDSpec) -> list[tuple[int, int]]:
     "(column of x^a, column of x^b) for every modality-general decisive feature, sorted by feature."
+    check_spec(spec)
     col_a, col_b = dict(zip(spec.J_a, spec.cols_a)), dict(zip(spec.J_b, spec.cols_b))
     return [(col_a[j], col_b[j]) for j in sorted(set(spec.J_a) & set(spec.J_b))]
 
 # %% ../nbs/01_mvd.ipynb #e3d532a4
 def summary(spec: MVDSpec) -> dict:
     "The spec's sizes, Venn counts and α, β, γ as a flat, JSON-ready dict."
+    check_spec(spec)
     shared = set(spec.J_a) & set(spec.J_b)
     return dict(d=spec.d, d_a=spec.d_a, d_b=spec.d_b, n_classes=spec.n_classes,
                 J_a=len(spec.J_a), J_b=len(spec.J_b), shared=len(shared),
@@ -129,11 +155,12 @@ def venn_spec(n_shared: int,     # |J_a ∩ J_b|: modality-general decisive feat
              ) -> MVDSpec:
     "A spec from Venn counts: features numbered shared, a-only, b-only, unseen; each modality's in its first columns."
     for name, v in (("n_shared", n_shared), ("n_a_only", n_a_only), ("n_b_only", n_b_only), ("n_unseen", n_unseen)):
-        check_count(name, v, minimum=0)
+        check_size(name, v, minimum=0)
     shared = list(range(n_shared))
     J_a = shared + list(range(n_shared, n_shared + n_a_only))
     J_b = shared + list(range(n_shared + n_a_only, n_shared + n_a_only + n_b_only))
     d = n_shared + n_a_only + n_b_only + n_unseen
+    check_size("n_shared + n_a_only + n_b_only + n_unseen", d)
     return MVDSpec(d=d, d_a=d_a, d_b=d_b, J_a=tuple(J_a), J_b=tuple(J_b), cols_a=tuple(range(len(J_a))),
                    cols_b=tuple(range(len(J_b))), n_classes=n_classes)
 
@@ -143,13 +170,15 @@ def as_generator(seed: int | torch.Generator, # an int seed or a ready generator
                 ) -> torch.Generator:
     "A torch.Generator from a seed, or the given generator itself."
     if isinstance(seed, torch.Generator): return seed
-    if isinstance(seed, bool) or not isinstance(seed, int): raise TypeError(f"seed must be an int or torch.Generator, got {type(seed).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, int): raise TypeError(f"seed must be an int or torch.Generator, got {type(seed).__name__} {seed!r}")
+    if not 0 <= seed < 2**63: raise ValueError(f"seed must be in [0, 2**63), got {seed}")
     return torch.Generator(device=device).manual_seed(seed)
 
 def with_random_columns(spec: MVDSpec, # the diagram to re-place
                         seed: int | torch.Generator, # seed or generator of the placement
                        ) -> MVDSpec:
     "The same diagram with each modality's observed features moved to random distinct columns."
+    check_spec(spec)
     gen = as_generator(seed)
     cols_a = torch.randperm(spec.d_a, generator=gen)[:len(spec.J_a)].tolist()
     cols_b = torch.randperm(spec.d_b, generator=gen)[:len(spec.J_b)].tolist()
@@ -165,7 +194,7 @@ def fig3_specs() -> list[MVDSpec]:
     return [venn_spec(10, u - 10, 0, d_a=50, d_b=50, n_unseen=50 - u) for u in range(10, 51, 10)]
 
 def table2_specs() -> list[MVDSpec]:
-    "Table 2: β=0, |J_a ∪ J_b| = d = 20 and γ = 0.25, 0.5, 0.75 (5, 10, 15 shared), d_a=d_b=50."
+    "Table 2's γ = 0.25, 0.5, 0.75 with our choice of β=0, |J_a ∪ J_b| = d = 20 (5, 10, 15 shared), d_a=d_b=50."
     return [venn_spec(s, 20 - s, 0, d_a=50, d_b=50) for s in (5, 10, 15)]
 
 # %% ../nbs/01_mvd.ipynb #4c147dbf
@@ -181,7 +210,7 @@ def draw_venn(spec: MVDSpec,          # the diagram to draw
               names: tuple[str, str] = ("modality a", "modality b"), # circle labels
              ) -> plt.Axes:
     "Draw the MVD of `spec`: two circles with the a-only, shared and b-only decisive-feature counts."
-    s = summary(spec)
+    s = summary(spec)                                              # checks spec
     if ax is None: ax = plt.subplots(figsize=(4, 2.6))[1]
     for x, colour, name in ((-0.5, "tab:blue", names[0]), (0.5, "tab:orange", names[1])):
         ax.add_patch(plt.Circle((x, 0), 1, alpha=0.35, color=colour))
@@ -205,6 +234,8 @@ class MVDTask:
         want = (self.spec.d,) if self.spec.n_classes == 2 else (self.spec.n_classes, self.spec.d)
         if not isinstance(self.delta, Tensor) or tuple(self.delta.shape) != want:
             raise ValueError(f"delta must be a tensor of shape {want}, got {getattr(self.delta, 'shape', self.delta)!r}")
+        if not self.delta.is_floating_point() or not torch.isfinite(self.delta).all():
+            raise ValueError("delta must be a finite floating tensor (a NaN hyperplane labels every sample 0)")
         for name in ("g_a", "g_b"):
             if getattr(self, name) is not None and not callable(getattr(self, name)):
                 raise TypeError(f"{name} must be callable or None")
@@ -217,7 +248,7 @@ def make_task(spec: MVDSpec,  # the diagram
               g_b: Callable[[Tensor], Tensor] | None = None, # generating function of modality b
              ) -> MVDTask:
     "An MVD task: `spec` plus δ ~ N(0, I) (or the given `delta`) and optional generating functions."
-    if not isinstance(spec, MVDSpec): raise TypeError(f"spec must be an MVDSpec, got {type(spec).__name__}")
+    check_spec(spec)
     if delta is None:
         shape = (spec.d,) if spec.n_classes == 2 else (spec.n_classes, spec.d)
         delta = torch.randn(shape, generator=as_generator(seed))
@@ -228,10 +259,25 @@ def labels_of(x_star: Tensor, # (n, d) decisive features
               delta: Tensor,  # (d,) or (K, d) hyperplanes
              ) -> Tensor:
     "The MVD decision rule: 1(⟨δ, x*⟩ > 0) for one hyperplane, argmax_k ⟨δ_k, x*⟩ for K of them."
+    if x_star.ndim != 2 or delta.ndim not in (1, 2) or delta.shape[-1] != x_star.shape[1]:
+        raise ValueError(f"x_star must be (n, d) and delta (d,) or (K, d) with the same d, got {tuple(x_star.shape)} and {tuple(delta.shape)}")
     if delta.ndim == 1: return (x_star @ delta > 0).long()
     return (x_star @ delta.T).argmax(1)
 
 # %% ../nbs/01_mvd.ipynb #805b68aa
+def generated(g: Callable[[Tensor], Tensor] | None, # a generating function g^u (None = identity)
+              z: Tensor,  # (n, d_u) the modality's vectors before g^u
+              name: str,  # "g_a" or "g_b", for the message
+             ) -> Tensor:
+    "g(z), checked: a finite floating tensor with one row per sample (identity for None)."
+    if g is None: return z
+    x = g(z)
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError(f"{name} must return a floating tensor, got {type(x).__name__}")
+    if x.ndim < 2 or len(x) != len(z): raise ValueError(f"{name} must map (n, d) to (n, ...), got {tuple(x.shape)} for n = {len(z)}")
+    if not torch.isfinite(x).all(): raise ValueError(f"{name} returned NaN or infinite values")
+    return x
+
 def sample(task: MVDTask, # the task to sample from
            n: int,        # number of samples
            seed: int | torch.Generator = 0, # seed or generator for the samples
@@ -239,6 +285,8 @@ def sample(task: MVDTask, # the task to sample from
           ) -> dict[str, Tensor]:
     "Draw `n` samples of Eq. 27 as a batch dict {'a', 'b', 'y', 'x_star'} with no Python loop over samples."
     check_count("n", n)
+    if not isinstance(task, MVDTask): raise TypeError(f"task must be an MVDTask (see make_task), got {type(task).__name__}")
+    device = resolve_device(device)
     s, gen = task.spec, as_generator(seed, device)
     delta = task.delta.to(device)
     x_star = torch.randn(n, s.d, generator=gen, device=device)
@@ -246,8 +294,8 @@ def sample(task: MVDTask, # the task to sample from
     xb = torch.randn(n, s.d_b, generator=gen, device=device)
     xa[:, list(s.cols_a)] = x_star[:, list(s.J_a)]
     xb[:, list(s.cols_b)] = x_star[:, list(s.J_b)]
-    g_a, g_b = task.g_a or (lambda z: z), task.g_b or (lambda z: z)
-    return {"a": g_a(xa), "b": g_b(xb), "y": labels_of(x_star, delta), "x_star": x_star}
+    return {"a": generated(task.g_a, xa, "g_a"), "b": generated(task.g_b, xb, "g_b"), "y": labels_of(x_star, delta),
+            "x_star": x_star}
 
 # %% ../nbs/01_mvd.ipynb #386c16a5
 def train_test(task: MVDTask, # the task

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
+from numbers import Integral
 from typing import Callable, Iterator, Sequence
 
 import matplotlib.pyplot as plt
@@ -17,27 +19,47 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from .experiment import check_fraction, check_positive, derive_seed, resolve_device
-
+from .experiment import check_count, check_fraction, check_positive, derive_seed, resolve_device
+from .train import check_callable, check_keys, check_module, eval_mode
 
 # %% auto #0
-__all__ = ['mse_distance', 'l1_distance', 'PairModel', 'Joint', 'sample_permutations', 'find_layer', 'normalize_salience',
-           'permuted_channel', 'salience_literal', 'StopForward', 'activations', 'permuted_copies', 'nodes_above',
-           'fetch_attr', 'run_nodes', 'linear_after', 'AboveLayer', 'WholeNetwork', 'checked_cut', 'paired_batches',
-           'eval_mode', 'permutation_chunks', 'check_salience_args', 'gather_activations', 'salience', 'plot_salience',
-           'channel_means', 'Nullified', 'surgery_channels', 'surgery_teacher', 'modality_general_teacher',
-           'modality_specific_teacher', 'random_teacher']
+__all__ = ['per_sample_mean', 'mse_distance', 'l1_distance', 'softmax_mse_distance', 'sigmoid_mse_distance', 'PairModel', 'Joint',
+           'sample_permutations', 'find_layer', 'channel_axis', 'permute_channel', 'normalize_salience',
+           'permuted_channel', 'salience_literal', 'StopForward', 'activations', 'permuted_copies', 'CutTracer',
+           'nodes_above', 'fetch_attr', 'run_nodes', 'linear_after', 'AboveLayer', 'WholeNetwork', 'checked_cut',
+           'paired_batches', 'on_device', 'permutation_chunks', 'accumulate_salience', 'check_pair_data',
+           'check_salience_args', 'check_probe', 'gather_activations', 'salience', 'plot_salience',
+           'check_teacher_data', 'teacher_inputs', 'channel_means', 'check_channels', 'sample_shape_at', 'Nullified',
+           'check_salience_vector', 'check_surgery_args', 'surgery_channels', 'surgery_teacher',
+           'modality_general_teacher', 'modality_specific_teacher', 'random_teacher', 'nullified_teacher']
 
 # %% ../nbs/05_salience.ipynb #987312e3
-def mse_distance(p: Tensor, # (..., n, K) outputs of f1
-                 q: Tensor, # (n, K) outputs of f2
+def per_sample_mean(d: Tensor,     # (..., n, *out) elementwise terms
+                    out_ndim: int, # the number of dimensions of one sample's output
+                   ) -> Tensor:
+    "The mean of `d` over each sample's output dimensions: shape (..., n) (a product with 1/K weights: fast for few outputs)."
+    if not out_ndim: return d
+    flat = d.flatten(-out_ndim)
+    return flat @ flat.new_full((flat.shape[-1],), 1 / flat.shape[-1])
+
+def mse_distance(p: Tensor, # (..., n, *out) raw outputs (logits) of f1
+                 q: Tensor, # (n, *out) raw outputs of f2
                 ) -> Tensor:
-    "Mean squared difference over the last two dimensions (samples, outputs); leading dimensions are kept."
-    return (p - q).pow(2).mean((-2, -1))
+    "Per-sample mean squared difference of the raw outputs, (..., n): the reference code's Dist (synthetic data, RAVDESS)."
+    return per_sample_mean((p - q).pow(2), q.ndim - 1)
 
 def l1_distance(p: Tensor, q: Tensor) -> Tensor:
-    "Mean absolute difference over the last two dimensions (the reference's VGGSound Dist)."
-    return (p - q).abs().mean((-2, -1))
+    "Per-sample mean absolute difference of the raw outputs, (..., n): the reference's VGGSound Dist."
+    return per_sample_mean((p - q).abs(), q.ndim - 1)
+
+def softmax_mse_distance(p: Tensor, q: Tensor) -> Tensor:
+    "The paper's Dist: per-sample mean squared difference of class probabilities (softmax over each output's dim 1), (..., n)."
+    if q.ndim < 2: raise ValueError(f"softmax_mse_distance needs outputs (n, K, ...) with a class dimension, got shape {tuple(q.shape)}")
+    return mse_distance(p.softmax(1 - q.ndim), q.softmax(1 - q.ndim))
+
+def sigmoid_mse_distance(p: Tensor, q: Tensor) -> Tensor:
+    "Dist for multi-label outputs: per-sample mean squared difference of the per-label probabilities sigmoid(output), (..., n)."
+    return mse_distance(p.sigmoid(), q.sigmoid())
 
 # %% ../nbs/05_salience.ipynb #17eb28da
 class PairModel(nn.Module):
@@ -47,24 +69,27 @@ class PairModel(nn.Module):
 
 # %% ../nbs/05_salience.ipynb #01059721
 class Joint:
-    "Algorithm 1, step 1 (Eq. 28): f1 on modality a and f2 on b trained on Dist(f1, f2) + CE(y, f1) + CE(y, f2)."
+    "Algorithm 1, step 1 (Eq. 28): train f1 (on a) and f2 (on b) on Dist(f1, f2) + L(f1, y) + L(f2, y); fit trains both in place."
     def __init__(self, f1: nn.Module, f2: nn.Module, # the two unimodal networks
                  keys: Sequence[str] = ("a", "b"),   # batch keys of their inputs
-                 dist: Callable[[Tensor, Tensor], Tensor] = mse_distance, # the alignment distance
+                 loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy, # the task loss L(outputs, target), as in Supervised
+                 dist: Callable[[Tensor, Tensor], Tensor] = softmax_mse_distance, # per-sample Dist of the two outputs
                  label_key: str = "y",               # where the target is
                  report: str = "f1",                 # whose outputs the validation metric scores
                 ):
+        check_module("f1", f1); check_module("f2", f2); check_callable("loss", loss); check_callable("dist", dist)
         if report not in ("f1", "f2"): raise ValueError(f"report must be 'f1' or 'f2', got {report!r}")
-        self.model, self.keys, self.dist, self.label_key, self.report = PairModel(f1, f2), tuple(keys), dist, label_key, report
+        self.model, self.keys, self.loss_fn, self.dist = PairModel(f1, f2), check_keys("keys", keys, 2), loss, dist
+        self.label_key, self.report = check_keys("label_key", label_key, 1)[0], report
 
     def required_keys(self) -> dict[str, str]: return {**{k: "keys" for k in self.keys}, self.label_key: "label_key"}
     def prepare(self, device: torch.device) -> None: pass
     def outputs(self, model: nn.Module, batch: dict) -> Tensor:
         return model(batch[self.keys[0]], batch[self.keys[1]])[0 if self.report == "f1" else 1]
-    def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, Tensor]:
+    def loss(self, model: nn.Module, batch: dict) -> Tensor:
         za, zb = model(batch[self.keys[0]], batch[self.keys[1]])
         y = batch[self.label_key]
-        return self.dist(za, zb) + F.cross_entropy(za, y) + F.cross_entropy(zb, y), za
+        return self.dist(za, zb).mean() + self.loss_fn(za, y) + self.loss_fn(zb, y)
 
 # %% ../nbs/05_salience.ipynb #20cf539d
 def sample_permutations(seed: int, # the salience seed
@@ -89,6 +114,28 @@ def find_layer(model: nn.Module,  # the network
         raise ValueError(f"layer {layer!r} is not a submodule of the network; choose 'input' or one of {names[:30]}")
     return modules[layer]
 
+# %% ../nbs/05_salience.ipynb #36cbc05d
+def channel_axis(shape: Sequence[int], # the shape of a layer's output, (n, ...)
+                 channel_dim: int,     # the channel dimension; negative counts from the end
+                ) -> int:
+    "`channel_dim` as a non-negative axis of an (n, ...) output; dimension 0 (the samples) is not a channel dimension."
+    if isinstance(channel_dim, bool) or not isinstance(channel_dim, Integral):
+        raise TypeError(f"channel_dim must be an int, got {type(channel_dim).__name__} {channel_dim!r}")
+    nd = len(shape)
+    if not -nd < channel_dim < nd or channel_dim % nd == 0:
+        raise ValueError(f"channel_dim {channel_dim} is not a dimension of the layer's output {tuple(shape)} other than the sample dimension 0")
+    return channel_dim % nd
+
+def permute_channel(h: Tensor,      # (n, ...) activations
+                    channel: int,   # the channel to permute
+                    perm: Tensor,   # (n,) a permutation of the samples
+                    d: int = 1,     # the channel axis of h
+                   ) -> Tensor:
+    "A copy of h in which channel `channel` (along axis d) of sample s is that of sample perm[s]."
+    out = h.clone()
+    out.select(d, channel).copy_(h.select(d, channel)[perm])
+    return out
+
 # %% ../nbs/05_salience.ipynb #71ccf33c
 def normalize_salience(p: Tensor,      # raw salience, one value per channel
                        how: str | None, # "max" (Algorithm 1, step 9), "minmax" (the reference code) or None
@@ -101,11 +148,10 @@ def normalize_salience(p: Tensor,      # raw salience, one value per channel
 
 # %% ../nbs/05_salience.ipynb #2f77dd7c
 @contextlib.contextmanager
-def permuted_channel(model: nn.Module, layer: str | None, channel: int, perm: Tensor):
+def permuted_channel(model: nn.Module, layer: str | None, channel: int, perm: Tensor, channel_dim: int = 1):
     "Within the block, `model`'s output at `layer` has `channel` permuted across samples by `perm` (input: no-op, see below)."
     module = find_layer(model, layer)
-    def hook(mod, inputs, out):
-        out = out.clone(); out[:, channel] = out[perm, channel]; return out
+    hook = lambda mod, inputs, out: permute_channel(out, channel, perm, channel_axis(out.shape, channel_dim))
     handle = module.register_forward_hook(hook) if module is not None else None
     try: yield
     finally:
@@ -115,20 +161,20 @@ def salience_literal(f1: nn.Module, f2: nn.Module, # the jointly trained network
                      xa: Tensor, xb: Tensor,       # all samples of both modalities
                      layer: str | None = None,     # where to permute (None = the input of f1)
                      M: int = 10,                  # permutations per channel
-                     dist: Callable = mse_distance, # the distance of step 6
+                     dist: Callable = softmax_mse_distance, # the per-sample distance of step 6
                      normalize: str | None = "max", # step 9
                      seed: int = 0,                # seed of the permutations
+                     channel_dim: int = 1,         # the channel dimension of the layer's output
                     ) -> Tensor:
-    "Algorithm 1, steps 2-9, as written: one channel, one permutation, one forward pass at a time."
+    "Algorithm 1, steps 2-9, as written: one channel, one permutation, one forward pass over all samples at a time."
     with torch.no_grad():
-        target, n = f2(xb), len(xa)
-        C = xa.shape[1] if layer in (None, "input") else activations(f1, layer, xa).shape[1]
-        p, perms = torch.zeros(C, dtype=torch.float64), sample_permutations(seed, M, n)
-        for i in range(C):
+        target, h = f2(xb), activations(f1, layer, xa)
+        d, at_input = channel_axis(h.shape, channel_dim), find_layer(f1, layer) is None
+        p, perms = torch.zeros(h.shape[d], dtype=torch.float64), sample_permutations(seed, M, len(xa))
+        for i in range(h.shape[d]):
             for perm in perms:
-                x = xa
-                if layer in (None, "input"): x = xa.clone(); x[:, i] = xa[perm, i]
-                with permuted_channel(f1, layer, i, perm): p[i] += dist(f1(x), target).item() / M
+                x = permute_channel(xa, i, perm, d) if at_input else xa
+                with permuted_channel(f1, layer, i, perm, d): p[i] += dist(f1(x), target).mean().item() / M
     return normalize_salience(p, normalize)
 
 # %% ../nbs/05_salience.ipynb #f1b019b3
@@ -152,23 +198,30 @@ def activations(model: nn.Module,  # the network
     return seen["h"]
 
 # %% ../nbs/05_salience.ipynb #88e35702
-def permuted_copies(h: Tensor,        # (n, C, ...) activations
-                    channels: Tensor, # (c,) channel permuted in each copy
-                    perms: Tensor,    # (c, n) permutation applied in each copy
+def permuted_copies(h: Tensor,        # (n, ...) activations of all samples
+                    channels: Tensor, # (c,) the channel permuted in each copy
+                    perms: Tensor,    # (c, r): in copy j, row s takes its channel from sample perms[j, s]
+                    rows: slice = slice(None), # the r samples the copies hold
+                    d: int = 1,       # the channel axis of h
                    ) -> Tensor:
-    "c copies of h, (c, n, C, ...): in copy j, channel channels[j] is permuted across samples by perms[j]."
-    c, n = perms.shape
-    out = h.unsqueeze(0).repeat(c, *[1] * h.ndim)
-    j, s, ch = torch.arange(c, device=h.device)[:, None], torch.arange(n, device=h.device)[None, :], channels[:, None]
-    out[j, s, ch] = h[perms, ch]
+    "c copies of h[rows], (c, r, ...): in copy j, channel channels[j] of row s is that of sample perms[j, s]."
+    c, r = perms.shape
+    out = h[rows].unsqueeze(0).repeat(c, *[1] * h.ndim)
+    j, s, ch = torch.arange(c, device=h.device)[:, None], torch.arange(r, device=h.device)[None, :], channels[:, None]
+    out.movedim(d + 1, 2)[j, s, ch] = h.movedim(d, 1)[perms, ch]   # writes through the view into `out`
     return out
 
 # %% ../nbs/05_salience.ipynb #570149dc
+class CutTracer(torch.fx.Tracer):
+    "An fx tracer that keeps the submodule called `layer` as one call, so that the network can be cut at its output."
+    def __init__(self, layer: str | None): super().__init__(); self.layer = layer
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool: return qualname == self.layer or super().is_leaf_module(m, qualname)
+
 def nodes_above(model: nn.Module, # the network
                 layer: str | None, # where it is cut (None = input)
                ) -> tuple[torch.fx.GraphModule, list] | None:
     "The fx-traced network and its nodes from `layer` up, or None if it cannot be cut there cleanly."
-    try: gm = torch.fx.symbolic_trace(model)
+    try: gm = torch.fx.GraphModule(model, CutTracer(layer).trace(model))
     except Exception: return None
     nodes = list(gm.graph.nodes)
     is_start = (lambda n: n.op == "placeholder") if layer in (None, "input") else (lambda n: n.op == "call_module" and n.target == layer)
@@ -187,18 +240,21 @@ def fetch_attr(gm: torch.fx.GraphModule, target: str) -> Tensor:
 
 def run_nodes(gm: torch.fx.GraphModule, # the traced network
               nodes: list,              # nodes to evaluate, in graph order
-              env: dict,                # values already known (node -> value)
+              env: dict,                # values already known (node -> value); consumed
              ):
-    "Evaluate fx `nodes` from the values in `env`; returns what the output node returns."
+    "Evaluate fx `nodes` from the values in `env`, freeing each value after its last use; returns what the output node returns."
+    last_use = {a: n for n in nodes for a in n.all_input_nodes}
     val = lambda n: env[n] if n in env else fetch_attr(gm, n.target)
     for node in nodes:
-        if node in env: continue
-        args, kwargs = torch.fx.node.map_arg(node.args, val), torch.fx.node.map_arg(node.kwargs, val)
-        if node.op == "output": return args[0]
-        if node.op == "call_module": env[node] = gm.get_submodule(node.target)(*args, **kwargs)
-        elif node.op == "call_function": env[node] = node.target(*args, **kwargs)
-        elif node.op == "call_method": env[node] = getattr(args[0], node.target)(*args[1:], **kwargs)
-        elif node.op == "get_attr": env[node] = fetch_attr(gm, node.target)
+        if node not in env:
+            args, kwargs = torch.fx.node.map_arg(node.args, val), torch.fx.node.map_arg(node.kwargs, val)
+            if node.op == "output": return args[0]
+            if node.op == "call_module": env[node] = gm.get_submodule(node.target)(*args, **kwargs)
+            elif node.op == "call_function": env[node] = node.target(*args, **kwargs)
+            elif node.op == "call_method": env[node] = getattr(args[0], node.target)(*args[1:], **kwargs)
+            elif node.op == "get_attr": env[node] = fetch_attr(gm, node.target)
+        for a in node.all_input_nodes:
+            if last_use.get(a) is node: env.pop(a, None)
 
 # %% ../nbs/05_salience.ipynb #ed1012b3
 def linear_after(gm: torch.fx.GraphModule, nodes: list) -> tuple | None:
@@ -217,49 +273,50 @@ def linear_after(gm: torch.fx.GraphModule, nodes: list) -> tuple | None:
 
 # %% ../nbs/05_salience.ipynb #f6d8cda7
 class AboveLayer:
-    "The fast path: the part of a traced network above a cut, run once on a chunk of stacked permuted activations."
-    def __init__(self, gm: torch.fx.GraphModule, nodes: list, h: Tensor):
-        self.gm, self.nodes, self.h = gm, nodes, h
+    "The fast path: the part of a traced network above a cut, run once per chunk on stacked permuted activations."
+    def __init__(self, gm: torch.fx.GraphModule, nodes: list, h: Tensor, d: int = 1):
+        self.gm, self.nodes, self.h, self.d = gm, nodes, h, d
         self.linear = linear_after(gm, nodes) if h.ndim == 2 else None
         if self.linear: self.base = F.linear(h, self.linear[1], self.linear[2])
 
-    def __call__(self, channels: Tensor, perms: Tensor) -> Tensor:
-        "Outputs (c, n, K) of the network for c copies, copy j with channel channels[j] permuted by perms[j]."
-        c, n = perms.shape
+    def __call__(self, channels: Tensor, perms: Tensor, rows: slice = slice(None)) -> Tensor:
+        "Outputs (c, r, ...) for the samples `rows`, copy j with channel channels[j] taken from samples perms[j]."
+        c, r = perms.shape
         if self.linear:  # rank-one update of the linear map's output
             node, W, _ = self.linear
-            delta = self.h[perms, channels[:, None]] - self.h[:, channels].T
-            env = {node: (self.base + delta.unsqueeze(-1) * W[:, channels].T.unsqueeze(1)).flatten(0, 1)}
-        else: env = {self.nodes[0]: permuted_copies(self.h, channels, perms).flatten(0, 1)}
-        return run_nodes(self.gm, self.nodes, env).reshape(c, n, -1)
+            delta = self.h[perms, channels[:, None]] - self.h[rows, channels].T
+            env = {node: (self.base[rows] + delta.unsqueeze(-1) * W[:, channels].T.unsqueeze(1)).flatten(0, 1)}
+        else: env = {self.nodes[0]: permuted_copies(self.h, channels, perms, rows, self.d).flatten(0, 1)}
+        return run_nodes(self.gm, self.nodes, env).unflatten(0, (c, r))
 
 # %% ../nbs/05_salience.ipynb #2731cd12
 class WholeNetwork:
-    "The fallback: the whole network on c stacked copies of the input, the layer's output swapped for permuted copies."
-    def __init__(self, model: nn.Module, layer: str | None, x: Tensor):
-        self.model, self.module, self.x = model, find_layer(model, layer), x
+    "The fallback: the whole network on c stacked copies of the chunk's inputs, the layer's output swapped for permuted copies."
+    def __init__(self, model: nn.Module, layer: str | None, x: Tensor | None, h: Tensor, d: int = 1):
+        self.model, self.module, self.x, self.h, self.d = model, find_layer(model, layer), x, h, d
 
-    def __call__(self, channels: Tensor, perms: Tensor) -> Tensor:
-        "Outputs (c, n, K) of the network for c copies, copy j with channel channels[j] permuted by perms[j]."
-        c, n = perms.shape
-        if self.module is None: return self.model(permuted_copies(self.x, channels, perms).flatten(0, 1)).reshape(c, n, -1)
-        swap = lambda mod, inputs, out: permuted_copies(out[:n], channels, perms).flatten(0, 1)
-        handle = self.module.register_forward_hook(swap)
-        try: return self.model(self.x.repeat(c, *[1] * (self.x.ndim - 1))).reshape(c, n, -1)
+    def __call__(self, channels: Tensor, perms: Tensor, rows: slice = slice(None)) -> Tensor:
+        "Outputs (c, r, ...) for the samples `rows`, copy j with channel channels[j] taken from samples perms[j]."
+        c, r = perms.shape
+        copies = permuted_copies(self.h, channels, perms, rows, self.d).flatten(0, 1)
+        if self.module is None: return self.model(copies).unflatten(0, (c, r))
+        handle = self.module.register_forward_hook(lambda mod, inputs, out: copies)
+        try: return self.model(self.x[rows].repeat(c, *[1] * (self.x.ndim - 1))).unflatten(0, (c, r))
         finally: handle.remove()
 
 # %% ../nbs/05_salience.ipynb #3453ce44
 def checked_cut(model: nn.Module, layer: str | None, # the network and its layer
-              x_probe: Tensor,                     # a few input samples for the check
-             ) -> tuple | None:
+                x_probe: Tensor,                   # a few input samples for the check
+                d: int = 1,                        # the channel axis of the layer's output
+               ) -> tuple | None:
     "The fx cut of (model, layer) (the `nodes_above` tuple) if it reproduces the model on `x_probe`, else None."
     cut = nodes_above(model, layer)
     if cut is None: return None
     try:
-        probe = AboveLayer(*cut, activations(model, layer, x_probe))
+        probe = AboveLayer(*cut, activations(model, layer, x_probe), d)
         ident = torch.arange(len(x_probe), device=x_probe.device).repeat(2, 1)
-        ok = torch.allclose(probe(torch.zeros(2, dtype=torch.long, device=x_probe.device), ident),
-                            model(x_probe).reshape(1, len(x_probe), -1).expand(2, -1, -1), rtol=1e-4, atol=1e-5)
+        out = probe(torch.zeros(2, dtype=torch.long, device=x_probe.device), ident)
+        ok = torch.allclose(out, model(x_probe).unsqueeze(0).expand_as(out), rtol=1e-4, atol=1e-5)
     except Exception: return None
     return cut if ok else None
 
@@ -275,14 +332,12 @@ def paired_batches(data_a: Tensor | DataLoader, # x^a, or a DataLoader of modali
     else:
         for i in range(0, len(data_a), batch_size): yield data_a[i:i + batch_size], data_b[i:i + batch_size]
 
-@contextlib.contextmanager
-def eval_mode(*models: nn.Module):
-    "Put models in eval mode for the block and restore each submodule's previous mode after."
-    modes = [(m, m.training) for model in models for m in model.modules()]
-    for model in models: model.eval()
-    try: yield
-    finally:
-        for m, was in modes: m.train(was)
+def on_device(model: nn.Module,      # the caller's network
+              device: torch.device,  # where it should run
+             ) -> nn.Module:
+    "`model` itself if all its parameters and buffers are on `device`, else a copy moved there: the caller's model never moves."
+    here = lambda t: t.device.type == device.type and (device.index is None or t.device.index == device.index)
+    return model if all(here(t) for t in (*model.parameters(), *model.buffers())) else copy.deepcopy(model).to(device)
 
 # %% ../nbs/05_salience.ipynb #96ce5886
 def permutation_chunks(C: int, M: int, # channels, repeats
@@ -293,69 +348,114 @@ def permutation_chunks(C: int, M: int, # channels, repeats
         k = torch.arange(start, min(start + chunk_size, C * M))
         yield k // M, k % M
 
+# %% ../nbs/05_salience.ipynb #3fd7478d
+def accumulate_salience(run: Callable,   # AboveLayer or WholeNetwork: (channels, perms, rows) -> outputs (c, r, ...)
+                        target: Tensor,  # (n, ...) outputs of f2
+                        perms: Tensor,   # (M, n) the permutations
+                        C: int,          # number of channels
+                        dist: Callable,  # per-sample distance
+                        chunk_size: int, batch_size: int, # pairs and samples per forward pass
+                       ) -> Tensor:
+    "Steps 2-8: p_i, the mean over M permutations and all n samples of Dist, one chunk of pairs x samples at a time (float64)."
+    M, n = perms.shape
+    p = torch.zeros(C, dtype=torch.float64, device=target.device)
+    for chans, reps in permutation_chunks(C, M, chunk_size):
+        chans, reps = chans.to(target.device), reps.to(target.device)
+        for start in range(0, n, batch_size):
+            rows = slice(start, start + batch_size)
+            p.index_add_(0, chans, dist(run(chans, perms[reps, rows], rows), target[rows]).double().sum(-1) / (M * n))
+    return p
+
 # %% ../nbs/05_salience.ipynb #6cff8705
-def check_salience_args(data_a, data_b, keys: Sequence[str], M: int, chunk_size: int, batch_size: int,
-                        permute: str, method: str, normalize: str | None) -> None:
-    "Validate the arguments of `salience`, naming the first bad one."
-    for name, v in (("M", M), ("chunk_size", chunk_size), ("batch_size", batch_size)): check_positive(name, v, integer=True)
-    if permute not in ("a", "b"): raise ValueError(f"permute must be 'a' or 'b', got {permute!r}")
-    if method not in ("fast", "literal"): raise ValueError(f"method must be 'fast' or 'literal', got {method!r}")
-    normalize_salience(torch.ones(1), normalize)
+def check_pair_data(data_a, data_b, keys: tuple[str, str], method: str) -> None:
+    "Raise unless the data are two non-empty tensors of equal length, or a non-empty DataLoader of dicts holding both keys."
     if isinstance(data_a, DataLoader):
         if method == "literal": raise ValueError("method='literal' takes tensors, not a DataLoader")
         if data_b is not None: raise ValueError("data_b must be None when data_a is a DataLoader (it holds both modalities)")
-        batch = next(iter(data_a))
-        missing = [k for k in keys[:2] if k not in batch]
+        batch = next(iter(data_a), None)
+        if batch is None: raise ValueError("data_a is empty")
+        if not isinstance(batch, dict): raise TypeError(f"data_a must yield dicts of modalities, got {type(batch).__name__}")
+        missing = [k for k in keys if k not in batch]
         if missing: raise ValueError(f"keys {missing} are not in the loader's batches (keys: {sorted(batch)})")
     elif not isinstance(data_a, Tensor) or not isinstance(data_b, Tensor):
         raise TypeError("data_a and data_b must be tensors, or data_a a DataLoader of modality dicts and data_b None")
     elif len(data_a) != len(data_b): raise ValueError(f"data_a has {len(data_a)} samples but data_b has {len(data_b)}")
+    elif len(data_a) < 2: raise ValueError(f"data_a needs at least 2 samples to permute, got {len(data_a)}")
+
+def check_salience_args(f1, f2, data_a, data_b, keys: Sequence[str], M: int, dist: Callable, chunk_size: int, batch_size: int,
+                        seed: int, permute: str, method: str, normalize: str | None) -> tuple[str, str]:
+    "Validate the arguments of `salience`, naming the first bad one; returns the two keys."
+    check_module("f1", f1); check_module("f2", f2); check_callable("dist", dist); check_count("seed", seed, minimum=0)
+    for name, v in (("M", M), ("chunk_size", chunk_size), ("batch_size", batch_size)): check_positive(name, v, integer=True)
+    if permute not in ("a", "b"): raise ValueError(f"permute must be 'a' or 'b', got {permute!r}")
+    if method not in ("fast", "literal"): raise ValueError(f"method must be 'fast' or 'literal', got {method!r}")
+    normalize_salience(torch.ones(1), normalize)
+    keys = check_keys("keys", keys, 2)
+    check_pair_data(data_a, data_b, keys, method)
+    return keys
+
+# %% ../nbs/05_salience.ipynb #80d901c5
+def check_probe(f1: nn.Module, f2: nn.Module, xa: Tensor, xb: Tensor, # the networks (on the device) and a few samples
+                layer: str | None, dist: Callable, channel_dim: int,
+               ) -> int:
+    "Check on a few samples that the outputs match in shape and `dist` gives one value per sample; returns the channel axis."
+    za, zb = f1(xa), f2(xb)
+    if za.shape[1:] != zb.shape[1:]:
+        raise ValueError(f"f1 and f2 give outputs of different shapes per sample, {tuple(za.shape[1:])} and {tuple(zb.shape[1:])}; Dist compares them")
+    d = dist(za.unsqueeze(0), zb)
+    if not isinstance(d, Tensor) or d.shape != (1, len(xa)):
+        raise ValueError(f"dist must return one distance per sample, shape (1, {len(xa)}) here; got {getattr(d, 'shape', d)}")
+    return channel_axis(activations(f1, layer, xa).shape, channel_dim)
 
 # %% ../nbs/05_salience.ipynb #9b01937c
 def gather_activations(f1: nn.Module, f2: nn.Module, layer: str | None, batches: Iterator, device: torch.device,
-            keep_inputs: bool) -> tuple[Tensor | None, Tensor, Tensor]:
-    "All samples' f1 inputs (if kept), f1 activations at `layer` and f2 outputs (flattened per sample)."
+                       keep_inputs: bool) -> tuple[Tensor | None, Tensor, Tensor]:
+    "All samples' f1 inputs (if kept), f1 activations at `layer` and f2 outputs; a ValueError unless they are finite."
     xs, hs, outs = [], [], []
     for xa, xb in batches:
         xa, xb = xa.to(device), xb.to(device)
         if keep_inputs: xs.append(xa)
-        hs.append(activations(f1, layer, xa)); outs.append(f2(xb).flatten(1))
-    return (torch.cat(xs) if keep_inputs else None), torch.cat(hs), torch.cat(outs)
+        hs.append(activations(f1, layer, xa)); outs.append(f2(xb))
+    h, target = torch.cat(hs), torch.cat(outs)
+    if len(h) < 2: raise ValueError(f"data_a needs at least 2 samples to permute, got {len(h)}")
+    for what, t in (("f1's activations at the layer", h), ("f2's outputs", target)):
+        if t.is_floating_point() and not torch.isfinite(t).all(): raise ValueError(f"{what} are not finite (NaN or infinite values in the data?)")
+    return (torch.cat(xs) if keep_inputs else None), h, target
 
 # %% ../nbs/05_salience.ipynb #b18dcdca
-def salience(f1: nn.Module,            # network on modality a (jointly trained with f2, step 1)
-             f2: nn.Module,            # network on modality b
+def salience(f1: nn.Module,            # network on modality a (jointly trained with f2, step 1); not modified or moved
+             f2: nn.Module,            # network on modality b, with outputs of the same shape
              data_a: Tensor | DataLoader, # x^a (n, ...), or a DataLoader of dicts holding both modalities
              data_b: Tensor | None = None, # x^b (n, ...); None with a DataLoader
              layer: str | None = None, # channels to rank: None/"input", or the output of this submodule
              M: int = 10,              # permutations per channel
-             dist: Callable[[Tensor, Tensor], Tensor] = mse_distance, # Dist of step 6
+             dist: Callable[[Tensor, Tensor], Tensor] = softmax_mse_distance, # per-sample Dist of step 6 (the paper's: probabilities)
              normalize: str | None = "max", # "max" (the paper's step 9), "minmax" (the reference code) or None
-             chunk_size: int = 256,    # (channel, permutation) pairs evaluated per forward pass
-             batch_size: int = 1024,   # samples per forward pass when computing activations
+             chunk_size: int = 256,    # (channel, permutation) pairs per forward pass
+             batch_size: int = 1024,   # samples per forward pass; a pass runs chunk_size x batch_size rows
              seed: int = 0,            # seed of the permutations
              device: str = "auto",     # "auto", "cpu", "cuda"
              keys: Sequence[str] = ("a", "b"), # the modalities' keys in a DataLoader's dicts
              permute: str = "a",       # "a" ranks f1's channels; "b" ranks f2's (the paper's remark 3)
              method: str = "fast",     # "fast", or "literal" (the reference loop, tensors only)
+             channel_dim: int = 1,     # the dimension of the layer's output that indexes channels (-1: (N, L, D) tokens)
             ) -> Tensor:
-    "Algorithm 1: the salience of every channel of f1 at `layer` (of f2 with permute='b'), on the CPU, normalised."
-    check_salience_args(data_a, data_b, keys, M, chunk_size, batch_size, permute, method, normalize)
+    "Algorithm 1: salience of each channel of f1 at `layer` (f2 with permute='b'); memory n(|h|+|y|) + chunk_size*batch_size*(|h|+|a|)."
+    keys = check_salience_args(f1, f2, data_a, data_b, keys, M, dist, chunk_size, batch_size, seed, permute, method, normalize)
     if permute == "b":
-        f1, f2, keys = f2, f1, tuple(keys)[::-1]
+        f1, f2, keys = f2, f1, keys[::-1]
         if data_b is not None: data_a, data_b = data_b, data_a
     dev = resolve_device(device)
+    f1, f2 = on_device(f1, dev), on_device(f2, dev)
     with eval_mode(f1, f2), torch.no_grad():
-        f1.to(dev); f2.to(dev)
-        if method == "literal": return salience_literal(f1, f2, data_a.to(dev), data_b.to(dev), layer, M, dist, normalize, seed).float()
-        probe = next(paired_batches(data_a, data_b, keys, 8))[0][:8].to(dev)
-        cut = checked_cut(f1, layer, probe)
-        x, h, target = gather_activations(f1, f2, layer, paired_batches(data_a, data_b, keys, batch_size), dev, keep_inputs=cut is None)
-        run = AboveLayer(*cut, h) if cut else WholeNetwork(f1, layer, x)
-        p, perms = torch.zeros(h.shape[1], dtype=torch.float64, device=dev), sample_permutations(seed, M, len(h)).to(dev)
-        for chans, reps in permutation_chunks(h.shape[1], M, chunk_size):
-            chans = chans.to(dev)
-            p.index_add_(0, chans, dist(run(chans, perms[reps.to(dev)]), target).double() / M)
+        probe = [t[:8].to(dev) for t in next(paired_batches(data_a, data_b, keys, 8))]
+        d = check_probe(f1, f2, *probe, layer, dist, channel_dim)
+        if method == "literal": return salience_literal(f1, f2, data_a.to(dev), data_b.to(dev), layer, M, dist, normalize, seed, d).float()
+        cut = checked_cut(f1, layer, probe[0], d)
+        keep = cut is None and find_layer(f1, layer) is not None
+        x, h, target = gather_activations(f1, f2, layer, paired_batches(data_a, data_b, keys, batch_size), dev, keep)
+        run = AboveLayer(*cut, h, d) if cut else WholeNetwork(f1, layer, x, h, d)
+        p = accumulate_salience(run, target, sample_permutations(seed, M, len(h)).to(dev), h.shape[d], dist, chunk_size, batch_size)
     return normalize_salience(p.cpu(), normalize).float()
 
 # %% ../nbs/05_salience.ipynb #17f500b9
@@ -376,44 +476,99 @@ def plot_salience(p: Tensor,       # salience per channel
     return fig
 
 # %% ../nbs/05_salience.ipynb #c3959699
-def channel_means(model: nn.Module,      # the teacher
+def check_teacher_data(data: Tensor | DataLoader, # the teacher's input, or a DataLoader of modality dicts
+                       key: str,                  # the teacher's modality in a DataLoader's dicts
+                      ) -> None:
+    "Raise unless `data` is a non-empty tensor, or a non-empty DataLoader of dicts holding `key`."
+    if isinstance(data, DataLoader):
+        batch = next(iter(data), None)
+        if batch is None: raise ValueError("data is empty")
+        if not isinstance(batch, dict) or key not in batch: raise ValueError(f"key {key!r} is not in data's batches (got {type(batch).__name__} {list(batch)[:10] if isinstance(batch, dict) else ''})")
+    elif isinstance(data, Tensor):
+        if len(data) == 0: raise ValueError("data is empty")
+    else: raise TypeError(f"data must be the teacher's input (a tensor) or a DataLoader of modality dicts, got {type(data).__name__}")
+
+def teacher_inputs(data: Tensor | DataLoader, key: str, batch_size: int) -> Iterator[Tensor]:
+    "Batches of the teacher's input from a tensor or from a DataLoader of dicts."
+    if isinstance(data, DataLoader): return (b[key] for b in data)
+    return (data[i:i + batch_size] for i in range(0, len(data), batch_size))
+
+def channel_means(model: nn.Module,      # the teacher (not modified or moved)
                   data: Tensor | DataLoader, # its input (n, ...), or a DataLoader of dicts
-                  layer: str | None = None, # the layer whose channels are averaged (None = input)
+                  layer: str | None = None, # the layer whose output is averaged (None = input)
                   key: str = "a",           # the teacher's modality in a DataLoader's dicts
                   batch_size: int = 1024,   # samples per forward pass for tensors
                   device: str = "auto",     # where to compute
                  ) -> Tensor:
-    "The mean over all samples of `model`'s output at `layer`, shape (C, ...): the default fill of a nullified channel."
+    "The mean over all samples of `model`'s output at `layer`, shaped like one sample's output (on the CPU): the default fill."
+    check_module("model", model); check_teacher_data(data, key); check_positive("batch_size", batch_size, integer=True)
     dev, total, n = resolve_device(device), 0.0, 0
-    batches = (b[key] for b in data) if isinstance(data, DataLoader) else (data[i:i + batch_size] for i in range(0, len(data), batch_size))
+    model = on_device(model, dev)
     with eval_mode(model), torch.no_grad():
-        model.to(dev)
-        for x in batches:
+        for x in teacher_inputs(data, key, batch_size):
             h = activations(model, layer, x.to(dev)).double()
             total, n = total + h.sum(0), n + len(h)
-    if n == 0: raise ValueError("data is empty")
-    return (total / n).float()
+    return (total / n).float().cpu()
+
+# %% ../nbs/05_salience.ipynb #5f4db03a
+def check_channels(channels: Sequence[int] | Tensor, # channel indices
+                   C: int,                           # the layer's number of channels
+                  ) -> Tensor:
+    "`channels` as a long tensor; a TypeError unless they are integers, a ValueError unless distinct and each in [0, C)."
+    try: t = torch.as_tensor(channels)
+    except (TypeError, ValueError, RuntimeError): raise TypeError(f"channels must be a sequence of ints, got {channels!r:.80}") from None
+    if t.numel() == 0: return t.long().reshape(0)
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex(): raise TypeError(f"channels must be integer indices, got {t.dtype}")
+    if t.ndim != 1: raise ValueError(f"channels must be a 1-d list of indices, got shape {tuple(t.shape)}")
+    bad = t[(t < 0) | (t >= C)]
+    if len(bad): raise ValueError(f"channels must be in [0, {C}) (the layer has {C} channels), got {bad[:5].tolist()}")
+    if len(t.unique()) != len(t): raise ValueError("channels has repeated indices")
+    return t.long()
+
+def sample_shape_at(teacher: nn.Module, layer: str | None, # the teacher and its layer
+                    fill: Tensor | str, data: Tensor | DataLoader | None, key: str, device: str,
+                   ) -> torch.Size:
+    "The shape of one sample's output at `layer`: read from the first batch of `data`, else the fill tensor's shape."
+    check_module("teacher", teacher); find_layer(teacher, layer)
+    if not (isinstance(fill, Tensor) or fill in ("mean", "batch")): raise ValueError(f"fill must be 'mean', 'batch' or a tensor, got {fill!r}")
+    if data is None:
+        if isinstance(fill, Tensor): return fill.shape
+        raise ValueError(f"fill={fill!r} needs `data` (the teacher's input) to compute the means and to read the layer's width")
+    check_teacher_data(data, key)
+    dev = resolve_device(device)
+    model = on_device(teacher, dev)
+    with eval_mode(model), torch.no_grad(): shape = activations(model, layer, next(teacher_inputs(data, key, 8))[:8].to(dev)).shape[1:]
+    if isinstance(fill, Tensor) and fill.shape != shape:
+        raise ValueError(f"fill has shape {tuple(fill.shape)} but one sample's output at layer {layer!r} has shape {tuple(shape)}")
+    return shape
 
 # %% ../nbs/05_salience.ipynb #3c819ddb
 class Nullified(nn.Module):
-    "The teacher with some channels of one layer replaced by fixed values (dataset means) or by their batch mean."
-    def __init__(self, teacher: nn.Module,   # the trained teacher (not modified)
-                 channels: Sequence[int] | Tensor, # channels to nullify
-                 layer: str | None = None,   # where (None = the input)
-                 fill: Tensor | str = "batch", # (C, ...) values per channel, or "batch" for the batch mean
+    "The teacher with some channels of one layer replaced by their dataset means (default), given values, or batch means."
+    def __init__(self, teacher: nn.Module,           # the trained teacher (held: not copied, modified or moved)
+                 channels: Sequence[int] | Tensor,   # channels to nullify, each in [0, C)
+                 layer: str | None = None,           # where (None = the input)
+                 fill: Tensor | str = "mean",        # "mean" over `data`, "batch" (the reference's), or values shaped like one sample's output
+                 data: Tensor | DataLoader | None = None, # the teacher's input: for the means, and to read the layer's width
+                 key: str = "a",                     # the teacher's modality in a DataLoader's dicts
+                 channel_dim: int = 1,               # the channel dimension of the layer's output (dim 0: samples)
+                 device: str = "auto",               # where the means are computed
                 ):
         super().__init__()
+        shape = sample_shape_at(teacher, layer, fill, data, key, device)
         self.teacher, self.layer, self.module = teacher, layer, find_layer(teacher, layer)
-        self.register_buffer("channels", torch.as_tensor(channels, dtype=torch.long))
-        if isinstance(fill, str) and fill != "batch": raise ValueError(f"fill must be a tensor or 'batch', got {fill!r}")
+        self.d, self.shape = channel_axis((0, *shape), channel_dim), tuple(shape)
+        self.register_buffer("channels", check_channels(channels, shape[self.d - 1]))
+        if isinstance(fill, str) and fill == "mean": fill = channel_means(teacher, data, layer, key, device=device)
         self.register_buffer("fill", None if isinstance(fill, str) else fill.detach().clone())
 
     def replace(self, h: Tensor) -> Tensor:
         "h with the nullified channels set to their fill values (or batch means)."
-        if len(self.channels) and self.channels.max() >= h.shape[1]:
-            raise ValueError(f"channel {self.channels.max().item()} does not exist: the layer has {h.shape[1]} channels")
+        if h.ndim != len(self.shape) + 1 or h.shape[self.d] != self.shape[self.d - 1] or (self.fill is not None and h.shape[1:] != self.fill.shape):
+            raise ValueError(f"layer {self.layer!r} gives outputs of shape {tuple(h.shape)}, expected (n, *{self.shape}) as when it was nullified")
+        idx = (slice(None),) * self.d + (self.channels,)
         out = h.clone()
-        out[:, self.channels] = h[:, self.channels].mean(0, keepdim=True) if self.fill is None else self.fill[self.channels].to(h.dtype)
+        out[idx] = h[idx].mean(0, keepdim=True) if self.fill is None else self.fill.to(h)[idx[1:]]
         return out
 
     def forward(self, x: Tensor, *rest) -> Tensor:
@@ -423,34 +578,45 @@ class Nullified(nn.Module):
         finally: handle.remove()
 
 # %% ../nbs/05_salience.ipynb #d605a134
+def check_salience_vector(salience: Tensor) -> None:
+    "Raise unless `salience` is a non-empty 1-d floating tensor of finite values."
+    if not isinstance(salience, Tensor) or not salience.is_floating_point():
+        raise TypeError(f"salience must be a floating-point tensor, got {type(salience).__name__}")
+    if salience.ndim != 1 or len(salience) == 0: raise ValueError(f"salience must be a non-empty 1-d tensor, got shape {tuple(salience.shape)}")
+    if not torch.isfinite(salience).all(): raise ValueError("salience has NaN or infinite values")
+
+def check_surgery_args(ratio: float, kind: str, seed: int) -> None:
+    "Validate the share, the kind of teacher and the seed of a surgery, naming the first bad one."
+    check_fraction("ratio", ratio); check_count("seed", seed, minimum=0)
+    if kind not in ("general", "specific", "random"): raise ValueError(f"kind must be 'general', 'specific' or 'random', got {kind!r}")
+
 def surgery_channels(salience: Tensor, # salience per channel (Algorithm 1)
                      ratio: float,     # r: the share of channels to nullify, in [0, 1)
                      kind: str,        # "general" (least salient), "specific" (most salient) or "random"
                      seed: int = 0,    # seed of the random choice
                     ) -> Tensor:
     "The floor(r·C) channels to nullify for a modality-general, modality-specific or random teacher."
-    check_fraction("ratio", ratio)
+    check_salience_vector(salience); check_surgery_args(ratio, kind, seed)
     k = int(ratio * len(salience))
     if kind == "general": return salience.argsort()[:k]
     if kind == "specific": return salience.argsort(descending=True)[:k]
-    if kind == "random": return torch.randperm(len(salience), generator=torch.Generator().manual_seed(seed))[:k]
-    raise ValueError(f"kind must be 'general', 'specific' or 'random', got {kind!r}")
+    return torch.randperm(len(salience), generator=torch.Generator().manual_seed(seed))[:k]
 
 # %% ../nbs/05_salience.ipynb #f375f1a3
 def surgery_teacher(teacher: nn.Module, salience: Tensor, ratio: float, kind: str, # as surgery_channels
-                    layer: str | None = None,       # the layer the salience ranks
-                    fill: Tensor | str | None = None, # channel values, "batch", or None: means over `data`
-                    data: Tensor | DataLoader | None = None, # data for the channel means
-                    key: str = "a", seed: int = 0,   # the teacher's modality in a DataLoader; seed for "random"
+                    layer: str | None = None,            # the layer the salience ranks
+                    fill: Tensor | str = "mean",         # "mean" over `data` (the default everywhere), "batch", or values
+                    data: Tensor | DataLoader | None = None, # the teacher's input: for the means and the layer's width
+                    key: str = "a", seed: int = 0,        # the teacher's modality in a DataLoader; seed for "random"
+                    channel_dim: int = 1,                 # the channel dimension of the layer's output
+                    device: str = "auto",                 # where the means are computed
                    ) -> Nullified:
-    "A nullified copy-free view of `teacher`: `kind` decides which r% channels of `layer` are replaced."
+    "`teacher` with the r% channels of `layer` that `kind` picks nullified: a wrapper, the teacher is not copied, changed or moved."
     channels = surgery_channels(salience, ratio, kind, seed)
-    if fill is None:
-        if data is None: raise ValueError("give `data` to compute the channel means used as fill, or a `fill` tensor, or fill='batch'")
-        fill = channel_means(teacher, data, layer, key)
-    if isinstance(fill, Tensor) and fill.shape[0] != len(salience):
-        raise ValueError(f"salience has {len(salience)} channels but the layer's fill has {fill.shape[0]}")
-    return Nullified(teacher, channels, layer, fill)
+    shape = sample_shape_at(teacher, layer, fill, data, key, device)
+    width = shape[channel_axis((0, *shape), channel_dim) - 1]
+    if len(salience) != width: raise ValueError(f"salience has {len(salience)} values but layer {layer!r} has {width} channels")
+    return Nullified(teacher, channels, layer, fill, data, key, channel_dim, device)
 
 def modality_general_teacher(teacher: nn.Module, salience: Tensor, ratio: float, **kwargs) -> Nullified:
     "Nullify the r% least salient channels (a larger γ); keyword arguments as `surgery_teacher`."
@@ -463,3 +629,20 @@ def modality_specific_teacher(teacher: nn.Module, salience: Tensor, ratio: float
 def random_teacher(teacher: nn.Module, salience: Tensor, ratio: float, **kwargs) -> Nullified:
     "Nullify r% random channels; keyword arguments as `surgery_teacher`."
     return surgery_teacher(teacher, salience, ratio, "random", **kwargs)
+
+# %% ../nbs/05_salience.ipynb #2b03b32a
+def nullified_teacher(teacher: nn.Module,     # the trained teacher, reading keys[0]; wrapped, not copied, changed or moved
+                      partner: nn.Module,     # Algorithm 1's f2 on keys[1], with outputs shaped like the teacher's
+                      data: DataLoader,       # paired batches: dicts holding both modalities
+                      layer: str | None,      # the teacher's layer whose channels are ranked and nullified
+                      ratio: float,           # r: the share of channels to nullify, in [0, 1)
+                      kind: str = "general",  # "general" (least salient nullified), "specific" (most salient) or "random"
+                      keys: Sequence[str] = ("a", "b"), # the teacher's and the partner's modality keys
+                      channel_dim: int = 1,   # the channel dimension of the layer's output
+                      seed: int = 0, device: str = "auto", # seed of the permutations (and the random choice); device
+                      **salience_args,        # more arguments of `salience`: M, dist, chunk_size, batch_size, normalize
+                     ) -> Nullified:
+    "Algorithm 1, then surgery: rank the teacher's channels at `layer` against `partner` on `data`, nullify r% (dataset means)."
+    check_surgery_args(ratio, kind, seed)
+    sal = salience(teacher, partner, data, layer=layer, keys=keys, channel_dim=channel_dim, seed=seed, device=device, **salience_args)
+    return surgery_teacher(teacher, sal, ratio, kind, layer=layer, data=data, key=keys[0], seed=seed, channel_dim=channel_dim, device=device)

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import hashlib
+import io
 import math
 import os
 import random
 import time
 from dataclasses import dataclass, field
+from numbers import Real
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -26,14 +30,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 from tqdm.auto import tqdm
 
-from .experiment import atomic_target, check_positive, derive_seed, remove_stale_temporaries, resolve_device
+from .experiment import (atomic_target, check_count, check_fraction, check_positive, derive_seed,
+                               remove_stale_temporaries, resolve_device)
 from .kd import check_rho_T, kd_loss
 
 # %% auto #0
-__all__ = ['METRICS', 'DictDataset', 'to_device', 'Supervised', 'Distill', 'make_metric', 'FitState', 'Callback', 'EarlyStopping',
-           'seed_epoch', 'save_checkpoint', 'load_checkpoint', 'join_process_group', 'shard', 'autocast_for',
-           'check_fit_args', 'train_epoch', 'mean_over_processes', 'evaluate', 'FitResult', 'TrainingRun',
-           'objective_fingerprint', 'start_run', 'run_state', 'restore', 'fit_epoch', 'improves', 'fit']
+__all__ = ['METRICS', 'HOOKS', 'CHECKPOINT_MAGIC', 'DictDataset', 'to_device', 'Objective', 'check_module', 'check_callable',
+           'check_keys', 'Supervised', 'Distill', 'make_metric', 'metric_width', 'check_targets', 'FitState',
+           'Callback', 'call_hooks', 'EarlyStopping', 'seed_epoch', 'save_checkpoint', 'read_checkpoint',
+           'first_difference', 'load_checkpoint', 'join_process_group', 'shard', 'autocast_for', 'nonfinite_keys',
+           'check_loader', 'check_fit_data', 'check_fit_settings', 'check_fit_args', 'diverged', 'train_epoch',
+           'mean_over_processes', 'evaluate', 'FitResult', 'update_digest', 'digest', 'callable_id', 'data_fingerprint',
+           'objective_fingerprint', 'optimiser_fingerprint', 'TrainingRun', 'eval_mode', 'start_run', 'describe_batch',
+           'check_first_batch', 'run_state', 'open_checkpoint', 'restore', 'fit_epoch', 'improves', 'fit']
 
 # %% ../nbs/06_train.ipynb #54d7ce7b
 class DictDataset(Dataset):
@@ -53,6 +62,42 @@ def to_device(batch: dict, # a batch dict
     "The batch with every tensor moved to `device` (other values unchanged)."
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
+# %% ../nbs/06_train.ipynb #8f44c7ec
+@runtime_checkable
+class Objective(Protocol):
+    "What `fit` uses of an objective: the module it trains, the label key, the keys it reads, and its loss and outputs."
+    model: nn.Module  # the module whose parameters are optimised (fit moves it to the device and trains it in place)
+    label_key: str    # batch key of the target: the metric scores outputs against it, its length counts samples
+
+    def required_keys(self) -> dict[str, str]:
+        "Every batch key the objective reads -> the argument that named it (fit checks them up front)."
+    def prepare(self, device: torch.device) -> None:
+        "Called once before training with the resolved device (e.g. to move a frozen teacher there)."
+    def outputs(self, model: nn.Module, batch: dict) -> Tensor:
+        "What the metric scores: (N, K, ...) outputs of `model` (objective.model, possibly DDP-wrapped) on a batch."
+    def loss(self, model: nn.Module, batch: dict) -> Tensor:
+        "The scalar training loss of a batch."
+
+# %% ../nbs/06_train.ipynb #5b973f10
+def check_module(name: str, value: object) -> None:
+    "Raise a TypeError naming `name` unless `value` is an nn.Module."
+    if not isinstance(value, nn.Module): raise TypeError(f"{name} must be a torch.nn.Module, got {type(value).__name__}")
+
+def check_callable(name: str, value: object) -> None:
+    "Raise a TypeError naming `name` unless `value` can be called."
+    if not callable(value): raise TypeError(f"{name} must be callable, got {type(value).__name__} {value!r}")
+
+def check_keys(name: str,                  # the parameter's name, for the message
+               keys: str | Sequence[str],  # one batch key, or several
+               count: int | None = None,   # how many keys are required (None: one or more)
+              ) -> tuple[str, ...]:
+    "`keys` as a tuple of distinct strings (a string is one key), or a TypeError/ValueError naming `name`."
+    t = (keys,) if isinstance(keys, str) else tuple(keys) if isinstance(keys, (list, tuple)) else None
+    if not t or not all(isinstance(k, str) for k in t): raise TypeError(f"{name} must be a string or a list of strings, got {keys!r}")
+    if len(set(t)) != len(t) or (count is not None and len(t) != count):
+        raise ValueError(f"{name} must be {count or 'one or more'} distinct batch key(s), got {keys!r}")
+    return t
+
 # %% ../nbs/06_train.ipynb #bada974a
 class Supervised:
     "Train `model` with a task loss (Eq. 1 with rho = 1): a no-KD baseline, or a teacher on one or several modalities."
@@ -61,31 +106,30 @@ class Supervised:
                  loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy, # task loss (logits, target)
                  label_key: str = "y",    # where the target is
                 ):
-        self.model, self.loss_fn, self.label_key = model, loss, label_key
-        self.keys = (key,) if isinstance(key, str) else tuple(key)
+        check_module("model", model); check_callable("loss", loss)
+        self.model, self.keys, self.loss_fn = model, check_keys("key", key), loss
+        self.label_key = check_keys("label_key", label_key, 1)[0]
 
     def required_keys(self) -> dict[str, str]: return {**{k: "key" for k in self.keys}, self.label_key: "label_key"}
     def prepare(self, device: torch.device) -> None: pass
     def outputs(self, model: nn.Module, batch: dict) -> Tensor: return model(*(batch[k] for k in self.keys))
-    def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, Tensor]:
-        out = self.outputs(model, batch)
-        return self.loss_fn(out, batch[self.label_key]), out
+    def loss(self, model: nn.Module, batch: dict) -> Tensor: return self.loss_fn(self.outputs(model, batch), batch[self.label_key])
 
 # %% ../nbs/06_train.ipynb #884853af
 class Distill:
     "KD (Eq. 1): the student reads `student_key`; the frozen teacher reads `teacher_keys` (several = multimodal teacher)."
     def __init__(self, model: nn.Module,          # the student
-                 teacher: nn.Module,              # the teacher: frozen, eval mode, no gradient
+                 teacher: nn.Module,              # the teacher: fit moves it to the device and sets eval mode; no gradient
                  student_key: str = "b",          # modality of the student
                  teacher_keys: str | Sequence[str] = "a", # modality (or modalities) of the teacher
                  rho: float = 0.5, T: float = 1.0, # Eq. 1's weight and temperature
                  loss: Callable = kd_loss,         # loss(student_logits, teacher_logits, target, rho=, T=)
                  label_key: str = "y",            # where the target is
                 ):
-        check_rho_T(rho, T)
-        self.model, self.teacher, self.student_key = model, teacher, student_key
-        self.teacher_keys = (teacher_keys,) if isinstance(teacher_keys, str) else tuple(teacher_keys)
-        self.rho, self.T, self.loss_fn, self.label_key = rho, T, loss, label_key
+        check_module("model", model); check_module("teacher", teacher); check_rho_T(rho, T); check_callable("loss", loss)
+        self.model, self.teacher, self.student_key = model, teacher, check_keys("student_key", student_key, 1)[0]
+        self.teacher_keys, self.label_key = check_keys("teacher_keys", teacher_keys), check_keys("label_key", label_key, 1)[0]
+        self.rho, self.T, self.loss_fn = rho, T, loss
 
     def required_keys(self) -> dict[str, str]:
         return {self.student_key: "student_key", **{k: "teacher_keys" for k in self.teacher_keys}, self.label_key: "label_key"}
@@ -93,9 +137,8 @@ class Distill:
     def teacher_logits(self, batch: dict) -> Tensor:
         with torch.no_grad(): return self.teacher(*(batch[k] for k in self.teacher_keys))
     def outputs(self, model: nn.Module, batch: dict) -> Tensor: return model(batch[self.student_key])
-    def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, Tensor]:
-        out = self.outputs(model, batch)
-        return self.loss_fn(out, self.teacher_logits(batch), batch[self.label_key], rho=self.rho, T=self.T), out
+    def loss(self, model: nn.Module, batch: dict) -> Tensor:
+        return self.loss_fn(self.outputs(model, batch), self.teacher_logits(batch), batch[self.label_key], rho=self.rho, T=self.T)
 
 # %% ../nbs/06_train.ipynb #e63e1d7f
 METRICS = {
@@ -116,6 +159,26 @@ def make_metric(metric: str | torchmetrics.Metric, # a name from METRICS, or a r
     check_positive("num_classes", num_classes, integer=True)
     return METRICS[metric](num_classes)
 
+# %% ../nbs/06_train.ipynb #3b0271f1
+def metric_width(metric: torchmetrics.Metric | None) -> int | None:
+    "The number of classes (or labels) a metric scores, if it has one."
+    return getattr(metric, "num_classes", None) or getattr(metric, "num_labels", None)
+
+def check_targets(metric: torchmetrics.Metric | None, # the metric that will score `y` (None: nothing to check)
+                  y: Tensor,                          # a batch of targets
+                  where: str,                         # what `y` is, for the message
+                 ) -> None:
+    "Raise unless `y` holds int64 classes in [0, num_classes) (or the ignore index), or 0/1 labels of width num_labels."
+    if hasattr(metric, "num_classes"):
+        if y.dtype != torch.int64: raise TypeError(f"{where} must be int64 class indices for {type(metric).__name__}, got {y.dtype}")
+        ok = (y >= 0) & (y < metric.num_classes)
+        if getattr(metric, "ignore_index", None) is not None: ok |= y == metric.ignore_index
+        if not ok.all(): raise ValueError(f"{where} has class {y[~ok][0].item()} outside [0, num_classes={metric.num_classes})")
+    elif hasattr(metric, "num_labels"):
+        if y.ndim != 2 or y.shape[1] != metric.num_labels:
+            raise ValueError(f"{where} must be (N, num_classes={metric.num_labels}) 0/1 labels, got shape {tuple(y.shape)}")
+        if not ((y == 0) | (y == 1)).all(): raise ValueError(f"{where} must be 0/1 labels, got values {y.unique()[:5].tolist()}")
+
 # %% ../nbs/06_train.ipynb #d4015b3c
 @dataclass
 class FitState:
@@ -129,6 +192,8 @@ class FitState:
     rank: int = 0                     # process rank under DDP (0 otherwise)
     stop: bool = False                # set True to stop after this epoch
 
+HOOKS = ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_fit_end")
+
 class Callback:
     "Base class: override the hooks you need; each receives the FitState."
     def on_fit_start(self, state: FitState) -> None: pass
@@ -136,6 +201,11 @@ class Callback:
     def on_batch_end(self, state: FitState) -> None: pass
     def on_epoch_end(self, state: FitState) -> None: pass
     def on_fit_end(self, state: FitState) -> None: pass
+
+def call_hooks(callbacks: Sequence, hook: str, state: FitState) -> None:
+    "Call `hook` (one of HOOKS) of every callback that has it."
+    for cb in callbacks:
+        if callable(getattr(cb, hook, None)): getattr(cb, hook)(state)
 
 # %% ../nbs/06_train.ipynb #c27a6b68
 class EarlyStopping(Callback):
@@ -158,25 +228,50 @@ def seed_epoch(seed: int, epoch: int, # the run's seed and the epoch about to st
         if getattr(loader, "generator", None) is not None: loader.generator.manual_seed(s)
 
 # %% ../nbs/06_train.ipynb #75e75f98
+CHECKPOINT_MAGIC = b"MFHCKPT2"  # file header: format tag, then the SHA-256 of the payload, then torch.save's bytes
+
 def save_checkpoint(path: str | Path, # checkpoint file
-                    state: dict,       # what to save (tensors, numbers, lists)
+                    state: dict,       # what to save (tensors, numbers, strings, lists, dicts)
                    ) -> None:
-    "torch.save `state` atomically: a kill during the write leaves the previous checkpoint."
+    "torch.save `state` atomically, with a SHA-256 of its bytes: a kill during the write leaves the previous checkpoint."
+    buf = io.BytesIO(); torch.save(state, buf)
+    payload = buf.getbuffer()
     path, tmp = atomic_target(path)
     try:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:
+            f.write(CHECKPOINT_MAGIC + hashlib.sha256(payload).digest()); f.write(payload); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
     finally: tmp.unlink(missing_ok=True)
 
+def read_checkpoint(path: Path, # checkpoint file
+                   ) -> dict:
+    "The state saved in `path` after verifying its checksum; a ValueError naming the file if it is damaged."
+    data, head = path.read_bytes(), len(CHECKPOINT_MAGIC) + 32
+    if len(data) < head or not data.startswith(CHECKPOINT_MAGIC):
+        raise ValueError(f"checkpoint {path} is truncated or not an mfh_nb checkpoint; delete it to start over")
+    payload = memoryview(data)[head:]
+    if hashlib.sha256(payload).digest() != data[len(CHECKPOINT_MAGIC):head]:
+        raise ValueError(f"checkpoint {path} is damaged: its contents do not match its checksum; delete it to start over")
+    try: return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as e: raise ValueError(f"checkpoint {path} cannot be read: {type(e).__name__}: {e}") from e
+
+# %% ../nbs/06_train.ipynb #3c89790c
+def first_difference(saved: dict, now: dict) -> str | None:
+    "The first key (in `now`'s order, then `saved`'s) whose value differs between two fingerprints, or None."
+    return next((k for k in dict.fromkeys([*now, *saved]) if saved.get(k, "<absent>") != now.get(k, "<absent>")), None)
+
 def load_checkpoint(path: str | Path, # checkpoint file
-                    fingerprint: dict, # the arguments of the run that wants to resume
+                    fingerprint: dict, # the fingerprint of the run that wants to resume
                    ) -> dict | None:
-    "The saved state if `path` exists; a ValueError if it was written by a run with other arguments."
+    "The saved state if `path` exists; a ValueError naming the file if it is damaged or belongs to another run."
     path = Path(path)
     if not path.exists(): return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    diff = {k: (state["fingerprint"].get(k), v) for k, v in fingerprint.items() if state["fingerprint"].get(k) != v}
-    if diff: raise ValueError(f"checkpoint {path} belongs to a run with other arguments (saved, now): {diff}; use another checkpoint_dir")
+    state = read_checkpoint(path)
+    key = first_difference(state.get("fingerprint", {}), fingerprint)
+    if key is not None:
+        hint = " (fit trains the model in place: resume with a freshly built one)" if key == "model" else ""
+        raise ValueError(f"checkpoint {path} belongs to a run with other arguments: first difference {key!r} (saved "
+                         f"{state.get('fingerprint', {}).get(key)!r}, now {fingerprint.get(key)!r}){hint}; use another checkpoint_dir")
     return state
 
 # %% ../nbs/06_train.ipynb #ac721335
@@ -208,32 +303,91 @@ def autocast_for(device: torch.device, amp: bool, # the device; whether mixed pr
     return ctx, torch.amp.GradScaler("cuda", enabled=on and dtype == torch.float16)
 
 # %% ../nbs/06_train.ipynb #5f111e1b
-def check_fit_args(objective, train_loader: DataLoader, loaders: dict[str, DataLoader | None], epochs: int) -> None:
-    "Validate the loaders and the objective's keys against the first training batch, naming the bad argument."
-    check_positive("epochs", epochs, integer=True)
-    for name, loader in {"train_loader": train_loader, **loaders}.items():
-        if loader is not None and len(loader) == 0: raise ValueError(f"{name} is empty")
-    batch = next(iter(train_loader))
-    if not isinstance(batch, dict): raise TypeError(f"train_loader must yield dicts of modalities, got {type(batch).__name__}")
-    for key, arg in objective.required_keys().items():
-        if key not in batch: raise ValueError(f"{arg} {key!r} is not a key of the batches (keys: {sorted(batch)})")
+def nonfinite_keys(batch: dict) -> list[str]:
+    "The keys of a batch's floating-point tensors that hold NaN or infinite values."
+    return [k for k, v in batch.items() if isinstance(v, Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+
+def check_loader(name: str, loader: DataLoader | None) -> dict | None:
+    "The first batch of `loader` after checking it is a non-empty DataLoader of dicts with a batch dimension and finite floats."
+    if loader is None: return None
+    if not isinstance(loader, DataLoader): raise TypeError(f"{name} must be a torch DataLoader of dict batches, got {type(loader).__name__}")
+    try: empty = len(loader) == 0
+    except TypeError: empty = False                      # an iterable dataset without a length
+    batch = None if empty else next(iter(loader), None)
+    if batch is None: raise ValueError(f"{name} is empty")
+    if not isinstance(batch, dict): raise TypeError(f"{name} must yield dicts of modalities, got {type(batch).__name__}")
+    shapes = {k: tuple(v.shape) for k, v in batch.items() if isinstance(v, Tensor)}
+    if not shapes or any(len(s) == 0 for s in shapes.values()) or len({s[0] for s in shapes.values()}) > 1:
+        raise ValueError(f"{name} must yield batches whose tensors share a batch dimension (a DataLoader with a batch_size), got {shapes}")
+    if nonfinite_keys(batch): raise ValueError(f"{name}'s first batch has NaN or infinite values in {nonfinite_keys(batch)}")
+    return batch
+
+def check_fit_data(objective: Objective, loaders: dict[str, DataLoader | None], metric: torchmetrics.Metric | None) -> dict:
+    "First batches of the loaders (name -> batch) after checking each holds the objective's keys and targets the metric can score."
+    batches = {name: check_loader(name, loader) for name, loader in loaders.items()}
+    for name, batch in batches.items():
+        if batch is None: continue
+        for key, arg in objective.required_keys().items():
+            if key not in batch: raise ValueError(f"{arg} {key!r} is not a key of {name}'s batches (keys: {sorted(batch)})")
+        check_targets(metric, batch[objective.label_key], f"{name}'s labels {objective.label_key!r}")
+    return batches
+
+# %% ../nbs/06_train.ipynb #87d40bbc
+def check_fit_settings(epochs: int, lr: float, momentum: float, weight_decay: float, optimizer: Callable | None,
+                       scheduler: Callable | None, checkpoint_dir: str | Path | None, seed: int, amp: bool, progress: bool,
+                       callbacks: Sequence) -> None:
+    "Validate fit's settings, naming the first bad one."
+    check_positive("epochs", epochs, integer=True); check_positive("lr", lr); check_count("seed", seed, minimum=0)
+    check_fraction("momentum", momentum)
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, Real) or not 0 <= weight_decay < math.inf:
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    for name, f in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if f is not None: check_callable(name, f)
+    for name, flag in (("amp", amp), ("progress", progress)):
+        if not isinstance(flag, bool): raise TypeError(f"{name} must be True or False, got {flag!r}")
+    if checkpoint_dir is not None:
+        if not isinstance(checkpoint_dir, (str, os.PathLike)): raise TypeError(f"checkpoint_dir must be a path, got {checkpoint_dir!r}")
+        if Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir(): raise ValueError(f"checkpoint_dir {checkpoint_dir} is a file, not a folder")
+    if not isinstance(callbacks, (list, tuple)): raise TypeError(f"callbacks must be a list, got {type(callbacks).__name__}")
+    for i, cb in enumerate(callbacks):
+        if not any(callable(getattr(cb, h, None)) for h in HOOKS): raise TypeError(f"callbacks[{i}] has none of the hooks {HOOKS}")
+
+def check_fit_args(objective: Objective, loaders: dict[str, DataLoader | None], metric: str | torchmetrics.Metric,
+                   num_classes: int | None, device: str, **settings) -> tuple[torchmetrics.Metric | None, dict]:
+    "Validate all of fit's arguments before any work: (the metric, or None without val/test data; the loaders' first batches)."
+    if not isinstance(objective, Objective):
+        missing = [m for m in ("model", "label_key", "required_keys", "prepare", "outputs", "loss") if not hasattr(objective, m)]
+        raise TypeError(f"objective must follow the Objective protocol; {type(objective).__name__} lacks {missing}")
+    check_module("objective.model", objective.model); check_fit_settings(**settings); resolve_device(device)
+    if not (isinstance(metric, torchmetrics.Metric) or metric in METRICS):
+        raise ValueError(f"metric must be one of {sorted(METRICS)} or a torchmetrics.Metric, got {metric!r}")
+    scored = loaders["val_loader"] is not None or loaders["test_loader"] is not None
+    metric = make_metric(metric, num_classes) if scored else None
+    return metric, check_fit_data(objective, loaders, metric)
 
 # %% ../nbs/06_train.ipynb #e1235481
-def train_epoch(objective, model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer,
-                scaler: torch.amp.GradScaler, autocast: Callable, device: torch.device,
-                state: FitState, callbacks: Sequence[Callback], progress: bool) -> float:
-    "One epoch of training; returns the mean loss over the samples this process saw."
+def diverged(state: FitState, batch: dict) -> Exception:
+    "The error for a non-finite loss: a ValueError naming the inputs if the batch holds NaN or inf, else a FloatingPointError."
+    bad = nonfinite_keys(batch)
+    if bad: return ValueError(f"train_loader's batch {state.batch} of epoch {state.epoch} has NaN or infinite values in {bad}")
+    return FloatingPointError(f"loss is {state.loss} at epoch {state.epoch}, batch {state.batch}")
+
+def train_epoch(objective: Objective, model: nn.Module, loader: DataLoader, opt: torch.optim.Optimizer,
+                scaler: torch.amp.GradScaler, autocast: Callable, device: torch.device, state: FitState,
+                callbacks: Sequence[Callback], progress: bool, metric: torchmetrics.Metric | None = None) -> float:
+    "One epoch of training (targets checked against `metric` if given); returns the mean loss over the samples this process saw."
     model.train()
     total, count = torch.zeros((), device=device, dtype=torch.float64), 0
     for i, batch in enumerate(tqdm(loader, desc=f"epoch {state.epoch}", leave=False, disable=not progress)):
         batch = to_device(batch, device)
-        with autocast(): loss, _ = objective.loss(model, batch)
+        check_targets(metric, batch[objective.label_key], f"train_loader's labels {objective.label_key!r} (epoch {state.epoch}, batch {i})")
+        with autocast(): loss = objective.loss(model, batch)
         state.batch, state.loss = i, loss.item()
-        if not math.isfinite(state.loss): raise FloatingPointError(f"loss is {state.loss} at epoch {state.epoch}, batch {i}")
+        if not math.isfinite(state.loss): raise diverged(state, batch)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
         n = len(batch[objective.label_key]); total += loss.detach() * n; count += n
-        for cb in callbacks: cb.on_batch_end(state)
+        call_hooks(callbacks, "on_batch_end", state)
     return mean_over_processes(total, count)
 
 def mean_over_processes(total: Tensor, count: int) -> float:
@@ -244,18 +398,22 @@ def mean_over_processes(total: Tensor, count: int) -> float:
     return (both[0] / both[1]).item()
 
 # %% ../nbs/06_train.ipynb #d41df595
-def evaluate(objective, model: nn.Module, # the objective and the module it evaluates
+def evaluate(objective: Objective, model: nn.Module, # the objective and the module it evaluates
              loader: DataLoader,          # the data
              metric: torchmetrics.Metric, # a fresh metric (synchronised across processes by torchmetrics)
              device: torch.device, autocast: Callable = contextlib.nullcontext,
+             name: str = "loader",        # what the loader is, for error messages
             ) -> float:
-    "The metric of the objective's outputs over a whole loader, in eval mode, without gradients."
+    "The metric of the objective's outputs over a whole loader, in eval mode, without gradients; every batch's targets checked."
     model.eval()
     metric = metric.to(device)
     with torch.no_grad(), autocast():
-        for batch in loader:
+        for i, batch in enumerate(loader):
             batch = to_device(batch, device)
-            metric.update(objective.outputs(model, batch).float(), batch[objective.label_key])
+            out, y = objective.outputs(model, batch).float(), batch[objective.label_key]
+            if not torch.isfinite(out).all(): raise ValueError(f"{name}: the model's outputs are not finite at batch {i} (NaN or infinite inputs?)")
+            check_targets(metric, y, f"{name}'s labels {objective.label_key!r} (batch {i})")
+            metric.update(out, y)
     return metric.compute().item()
 
 # %% ../nbs/06_train.ipynb #2543686c
@@ -266,14 +424,68 @@ class FitResult:
     best_epoch: int         # epoch with the best validation metric (the last epoch without validation data)
     best_val: float | None  # validation metric at best_epoch
     test: float | None      # test metric at best_epoch
-    model: nn.Module        # the trained module, holding the weights of best_epoch
+    model: nn.Module        # objective.model itself (trained in place), holding the weights of best_epoch
     resumed_from: int | None = None # the epoch a checkpoint resumed after, if any
+
+# %% ../nbs/06_train.ipynb #886cc8c8
+def update_digest(h: "hashlib._Hash", obj: object) -> None:
+    "Feed `obj` (tensors, arrays, dicts, lists, scalars) into the hash `h`, dtypes and shapes included."
+    if isinstance(obj, Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode()); h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, np.ndarray): update_digest(h, torch.from_numpy(np.ascontiguousarray(obj)))
+    elif isinstance(obj, dict):
+        for k, v in obj.items(): h.update(repr(k).encode()); update_digest(h, v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj: update_digest(h, v)
+    else: h.update(repr(obj).encode())
+
+def digest(obj: object) -> str:
+    "A short SHA-256 of `obj` (a module: of its state dict)."
+    h = hashlib.sha256()
+    update_digest(h, obj.state_dict() if isinstance(obj, nn.Module) else obj)
+    return h.hexdigest()[:16]
+
+def callable_id(f: Callable) -> str:
+    "A name for a callable that changes with its code: module.qualname, a digest of its bytecode, partial arguments, module state."
+    if isinstance(f, functools.partial): return f"partial({callable_id(f.func)}, {f.args!r}, {f.keywords!r})"
+    if isinstance(f, nn.Module): return f"{type(f).__qualname__}#{digest(f)}"
+    name, code = f"{getattr(f, '__module__', '')}.{getattr(f, '__qualname__', type(f).__qualname__)}", getattr(f, "__code__", None)
+    if code is None: return name
+    consts = [callable_id(type("f", (), {"__code__": c})()) if hasattr(c, "co_code") else repr(c) for c in code.co_consts]
+    return f"{name}#{hashlib.sha256(code.co_code + repr((consts, code.co_names)).encode()).hexdigest()[:8]}"
+
+# %% ../nbs/06_train.ipynb #ac47d9b6
+def data_fingerprint(loader: DataLoader | None) -> str | None:
+    "A loader's length, batch size, sampler and a digest of 8 fixed samples of its dataset (its first batch if not indexable)."
+    if loader is None: return None
+    ds, h = loader.dataset, hashlib.sha256()
+    n = len(ds) if hasattr(ds, "__len__") else None
+    if n and hasattr(ds, "__getitem__"):
+        for i in torch.linspace(0, n - 1, 8).long().unique().tolist(): update_digest(h, ds[i])
+    else: update_digest(h, next(iter(loader)))
+    return f"n={n} batch_size={loader.batch_size} drop_last={loader.drop_last} sampler={type(loader.sampler).__name__} data={h.hexdigest()[:16]}"
+
+def objective_fingerprint(objective: Objective) -> dict:
+    "The objective's type and settings: scalars (keys, rho, T), callables (losses, distances) by code, modules by state digest."
+    items = {"objective": type(objective).__qualname__}
+    for k, v in getattr(objective, "__dict__", {}).items():
+        if isinstance(v, nn.Module): items[k] = digest(v)
+        elif callable(v): items[k] = callable_id(v)
+        elif isinstance(v, (bool, int, float, str, tuple, type(None))): items[k] = v
+    return items
+
+def optimiser_fingerprint(opt: torch.optim.Optimizer, sched: object | None) -> dict:
+    "The optimiser's and scheduler's types and settings (param groups' hyper-parameters but the schedulers' initial_lr; its state)."
+    groups = [{k: v for k, v in g.items() if k not in ("params", "initial_lr")} | {"n_params": len(g["params"])} for g in opt.param_groups]
+    return dict(optimizer=f"{type(opt).__qualname__} {groups!r}",
+                scheduler=None if sched is None else f"{type(sched).__qualname__} {sorted(sched.state_dict().items())!r}")
 
 # %% ../nbs/06_train.ipynb #558202cf
 @dataclass
 class TrainingRun:
     "Everything one training run holds while it trains."
-    objective: object                 # what is trained and how its loss is computed
+    objective: Objective              # what is trained and how its loss is computed
     model: nn.Module                  # the trained module (unwrapped)
     trained: nn.Module                # the module called in the loop (DDP-wrapped under torchrun)
     loaders: list                     # [train, val, test] (sharded under DDP; val/test may be None)
@@ -283,16 +495,21 @@ class TrainingRun:
     autocast: Callable
     device: torch.device
     rank: int
-    fingerprint: dict                 # the arguments a checkpoint must match
+    world: int                        # number of processes
+    fingerprint: dict = field(default_factory=dict) # what a checkpoint must match (filled when checkpointing)
 
-def objective_fingerprint(objective) -> dict:
-    "The objective's type and its scalar settings (keys, rho, T), for the checkpoint fingerprint."
-    plain = {k: v for k, v in vars(objective).items() if isinstance(v, (bool, int, float, str, tuple))}
-    return dict(objective=type(objective).__name__, **plain)
+@contextlib.contextmanager
+def eval_mode(*models: nn.Module):
+    "Put models in eval mode for the block and restore each submodule's previous mode after."
+    modes = [(m, m.training) for model in models for m in model.modules()]
+    for model in models: model.eval()
+    try: yield
+    finally:
+        for m, was in modes: m.train(was)
 
 # %% ../nbs/06_train.ipynb #a2644090
-def start_run(objective, loaders: list, device: str, seed: int, make_opt: Callable, scheduler: Callable | None,
-              amp: bool, fingerprint: dict) -> TrainingRun:
+def start_run(objective: Objective, loaders: list, device: str, seed: int, make_opt: Callable, scheduler: Callable | None,
+              amp: bool) -> TrainingRun:
     "Resolve the device, join a process group under torchrun, wrap and shard, build optimiser, scheduler and scaler."
     rank, world, dev = join_process_group(resolve_device(device))
     objective.prepare(dev)
@@ -301,8 +518,23 @@ def start_run(objective, loaders: list, device: str, seed: int, make_opt: Callab
     loaders = [shard(l, seed) if world > 1 and l is not None else l for l in loaders]
     opt = make_opt(model.parameters())
     autocast, scaler = autocast_for(dev, amp)
-    return TrainingRun(objective, model, trained, loaders, opt, scheduler(opt) if scheduler else None, scaler, autocast, dev, rank,
-               dict(fingerprint, world=world, **objective_fingerprint(objective)))
+    return TrainingRun(objective, model, trained, loaders, opt, scheduler(opt) if scheduler else None, scaler, autocast, dev, rank, world)
+
+def describe_batch(batch: dict) -> str:
+    "Each tensor of a batch as 'key: dtype (shape)'."
+    return ", ".join(f"{k}: {str(v.dtype).removeprefix('torch.')} {tuple(v.shape)}" for k, v in batch.items() if isinstance(v, Tensor))
+
+def check_first_batch(run: TrainingRun, batch: dict, metric: torchmetrics.Metric | None) -> None:
+    "Run the objective once on the first training batch (eval mode, no gradient): a scalar loss, outputs the metric's width."
+    batch = to_device(batch, run.device)
+    with eval_mode(run.model), torch.no_grad(), run.autocast():
+        try: loss, out = run.objective.loss(run.model, batch), run.objective.outputs(run.model, batch)
+        except Exception as e:
+            raise ValueError(f"the objective fails on train_loader's first batch ({describe_batch(batch)}): {type(e).__name__}: {e}") from e
+    if not isinstance(loss, Tensor) or loss.numel() != 1: raise TypeError(f"objective.loss must return a scalar tensor, got {loss!r:.80}")
+    width = metric_width(metric)
+    if width is not None and (out.ndim < 2 or out.shape[1] != width):
+        raise ValueError(f"num_classes is {width} but the model's outputs have shape {tuple(out.shape)} (classes along dim 1)")
 
 # %% ../nbs/06_train.ipynb #89826d5e
 def run_state(run: TrainingRun, state: FitState, best: dict) -> dict:
@@ -310,6 +542,15 @@ def run_state(run: TrainingRun, state: FitState, best: dict) -> dict:
     return dict(model=run.model.state_dict(), optimizer=run.opt.state_dict(), scaler=run.scaler.state_dict(),
                 scheduler=run.sched.state_dict() if run.sched else None, history=state.history, stopped=state.stop,
                 best=best, fingerprint=run.fingerprint)
+
+def open_checkpoint(run: TrainingRun, ckpt: Path | None, loaders: dict, settings: dict) -> dict | None:
+    "Fingerprint the run, remove a killed writer's temporaries, and load the checkpoint at `ckpt` if it matches."
+    if ckpt is None: return None
+    run.fingerprint = dict(objective_fingerprint(run.objective), **{k: data_fingerprint(l) for k, l in loaders.items()},
+                           **optimiser_fingerprint(run.opt, run.sched), **settings, world=run.world,
+                           amp=run.scaler.is_enabled() or run.autocast is not contextlib.nullcontext)
+    if run.rank == 0: remove_stale_temporaries(ckpt)
+    return load_checkpoint(ckpt, run.fingerprint)
 
 def restore(run: TrainingRun, saved: dict) -> FitState:
     "Load a checkpoint's states into the run; returns the FitState it had reached (history, best epoch, stop flag)."
@@ -319,18 +560,18 @@ def restore(run: TrainingRun, saved: dict) -> FitState:
     return FitState(run.trained, run.opt, history=saved["history"], rank=run.rank, stop=saved["stopped"])
 
 # %% ../nbs/06_train.ipynb #e9d8c8e8
-def fit_epoch(run: TrainingRun, seed: int, metric: torchmetrics.Metric, state: FitState,
+def fit_epoch(run: TrainingRun, seed: int, metric: torchmetrics.Metric | None, state: FitState,
               callbacks: Sequence[Callback], progress: bool) -> dict:
     "Seed, train and validate one epoch; returns its history row."
     seed_epoch(seed, state.epoch, [l for l in run.loaders if l is not None])
-    for cb in callbacks: cb.on_epoch_start(state)
+    call_hooks(callbacks, "on_epoch_start", state)
     t0, lr = time.perf_counter(), run.opt.param_groups[0]["lr"]
     loss = train_epoch(run.objective, run.trained, run.loaders[0], run.opt, run.scaler, run.autocast, run.device,
-                       state, callbacks, progress and run.rank == 0)
+                       state, callbacks, progress and run.rank == 0, metric)
     if run.sched: run.sched.step()
     row = dict(epoch=state.epoch, train_loss=loss, lr=lr)
     if run.loaders[1] is not None:
-        row["val"] = evaluate(run.objective, run.trained, run.loaders[1], metric.clone(), run.device, run.autocast)
+        row["val"] = evaluate(run.objective, run.trained, run.loaders[1], metric.clone(), run.device, run.autocast, "val_loader")
     return dict(row, seconds=time.perf_counter() - t0)
 
 def improves(row: dict, best: dict) -> bool:
@@ -338,48 +579,45 @@ def improves(row: dict, best: dict) -> bool:
     return best["weights"] is None or "val" not in row or row["val"] > best["val"]
 
 # %% ../nbs/06_train.ipynb #be7cff5a
-def fit(objective,                    # Supervised, Distill, salience.Joint, or any object with the same methods
+def fit(objective: Objective,         # Supervised, Distill, salience.Joint, or any object following the Objective protocol
         train_loader: DataLoader,     # training batches (dicts of modalities)
         epochs: int,                  # number of epochs
         val_loader: DataLoader | None = None,  # model selection data
         test_loader: DataLoader | None = None, # reported at the best validation epoch
-        metric: str | torchmetrics.Metric = "accuracy", # a name from METRICS or a metric
-        num_classes: int | None = None, # classes (labels) for a named metric
+        metric: str | torchmetrics.Metric = "accuracy", # a name from METRICS or a metric (scores val/test data)
+        num_classes: int | None = None, # classes (labels) for a named metric; needed only with val_loader or test_loader
         lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0, # SGD, the paper's optimiser
         optimizer: Callable | None = None, # params -> optimiser; overrides the SGD arguments
         scheduler: Callable | None = None, # optimiser -> LR scheduler, stepped once per epoch
         checkpoint_dir: str | Path | None = None, # resume from / save to this folder
         seed: int = 0,                # seeds every epoch; part of the checkpoint fingerprint
-        device: str = "auto",         # "auto", "cpu", "cuda", ...
+        device: str = "auto",         # "auto", "cpu", "cuda", ...: objective.model (and a teacher) are moved there
         amp: bool = True,             # mixed precision on CUDA
         progress: bool = True,        # tqdm progress bars
         callbacks: Sequence[Callback] = (), # hooks into the loop
        ) -> FitResult:
-    "Train `objective.model`, select the epoch with the best validation metric and report the test metric there."
-    check_fit_args(objective, train_loader, {"val_loader": val_loader, "test_loader": test_loader}, epochs)
-    check_positive("lr", lr)
-    metric = make_metric(metric, num_classes)
+    "Train `objective.model` in place, select the epoch with the best validation metric and report the test metric there."
+    loaders = dict(train_loader=train_loader, val_loader=val_loader, test_loader=test_loader)
+    metric, batches = check_fit_args(objective, loaders, metric, num_classes, device, epochs=epochs, lr=lr, momentum=momentum,
+                                     weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler, checkpoint_dir=checkpoint_dir,
+                                     seed=seed, amp=amp, progress=progress, callbacks=callbacks)
     make_opt = optimizer or (lambda p: torch.optim.SGD(p, lr=lr, momentum=momentum, weight_decay=weight_decay))
-    run = start_run(objective, [train_loader, val_loader, test_loader], device, seed, make_opt, scheduler, amp,
-                    dict(epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay, seed=seed,
-                         metric=type(metric).__name__, custom_optimizer=optimizer is not None))
+    run = start_run(objective, list(loaders.values()), device, seed, make_opt, scheduler, amp)
+    check_first_batch(run, batches["train_loader"], metric)
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
-    if ckpt and run.rank == 0: remove_stale_temporaries(ckpt)
-    saved = load_checkpoint(ckpt, run.fingerprint) if ckpt else None
+    scored_by = None if metric is None else f"{type(metric).__name__}({metric_width(metric)})"
+    saved = open_checkpoint(run, ckpt, loaders, dict(epochs=epochs, seed=seed, metric=scored_by))
     state = restore(run, saved) if saved else FitState(run.trained, run.opt, rank=run.rank)
-    resumed_from = len(state.history) - 1 if saved else None
-    best = saved["best"] if saved else dict(epoch=-1, val=None, weights=None)
-    for cb in callbacks: cb.on_fit_start(state)
-    todo = [] if state.stop else range(len(state.history), epochs)
-    for state.epoch in tqdm(todo, desc="epochs", disable=not progress or run.rank != 0):
+    best, resumed_from = (saved["best"], len(saved["history"]) - 1) if saved else (dict(epoch=-1, val=None, weights=None), None)
+    call_hooks(callbacks, "on_fit_start", state)
+    for state.epoch in tqdm([] if state.stop else range(len(state.history), epochs), desc="epochs", disable=not progress or run.rank != 0):
         row = fit_epoch(run, seed, metric, state, callbacks, progress)
         state.history.append(row)
         if improves(row, best): best = dict(epoch=row["epoch"], val=row.get("val"), weights=copy.deepcopy(run.model.state_dict()))
-        for cb in callbacks: cb.on_epoch_end(state)
+        call_hooks(callbacks, "on_epoch_end", state)
         if ckpt and run.rank == 0: save_checkpoint(ckpt, run_state(run, state, best))
         if state.stop: break
     run.model.load_state_dict(best["weights"])
-    test = evaluate(objective, run.trained, run.loaders[2], metric.clone(), run.device, run.autocast) if test_loader is not None else None
-    for cb in callbacks: cb.on_fit_end(state)
-    return FitResult(pd.DataFrame(state.history), best["epoch"], best["val"], test, run.model,
-                     resumed_from=resumed_from)
+    test = evaluate(objective, run.trained, run.loaders[2], metric.clone(), run.device, run.autocast, "test_loader") if test_loader is not None else None
+    call_hooks(callbacks, "on_fit_end", state)
+    return FitResult(pd.DataFrame(state.history), best["epoch"], best["val"], test, run.model, resumed_from)

@@ -53,7 +53,17 @@ def test_bad_types():
         mvd.make_task(mvd.venn_spec(2, 1, 1, 4, 4, n_unseen=1, n_classes=3), delta=torch.zeros(5))
 
 
-def test_multiclass_labels_follow_the_argmax_rule():
-    task = mvd.make_task(mvd.venn_spec(2, 1, 1, 4, 4, n_classes=3), seed=0)
-    data = mvd.sample(task, 500, seed=1)
-    assert torch.equal(data["y"], (data["x_star"] @ task.delta.T).argmax(1))
+def test_multiclass_labels_known_answers():
+    spec = mvd.venn_spec(2, 1, 1, 4, 4, n_classes=3)                             # d = 4 decisive features
+    eye = torch.eye(3, 4)                                                         # δ_k = e_k
+    assert mvd.labels_of(torch.tensor([[1.0, 2.0, -1.0, 0.0], [0.0, -1.0, 0.5, 9.0]]), eye).tolist() == [1, 2]
+    data = mvd.sample(mvd.make_task(spec, delta=eye), 500, seed=1)
+    assert torch.equal(data["y"], data["x_star"][:, :3].argmax(1))                # class k: feature k is the largest of 0..2
+    perm = [2, 0, 1]                                                              # relabelling the hyperplanes relabels the classes
+    assert torch.equal(mvd.labels_of(data["x_star"], eye[perm]), torch.tensor(perm).argsort()[data["y"]])
+
+
+def test_one_hyperplane_is_two_classes_of_the_argmax_rule():
+    x = torch.randn(1000, 6, generator=torch.Generator().manual_seed(0))
+    delta = torch.randn(6, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(mvd.labels_of(x, delta), mvd.labels_of(x, torch.stack([torch.zeros(6), delta])))

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from mfh_nb import mvd
-from mfh_nb.experiments.theory import draw_problem, overlap_specs, run_lemma2, run_perturbation, run_theorem1
-from mfh_nb.theory import (epsilon_star, fit_student, gram_gap, l_dis, lemma1_argmax, lemma1_max, lemma1_max_inverse,
+from mfh_nb.experiments.theory import (check_theory_params, draw_problem, overlap_specs, run_lemma2, run_perturbation,
+                                       run_theorem1)
+from mfh_nb.theory import (epsilon_star, eq4_epsilon, fit_student, gram_gap, l_dis, lemma1_argmax, lemma1_max, lemma1_max_inverse,
                            lemma2_lhs, r_dis, theorem1_bound, theorem_lambda, theta_star)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,12 +67,17 @@ def test_notebook_runs_under_papermill(tmp_path):
         stars = [r["r_star"] for r in rows]
         assert all(b < a for a, b in zip(stars, stars[1:]))
         assert all(r["lam"] >= 1 for r in rows)
+        one_eps = [r["bound_one_eps"] for r in rows]                     # the theorem as stated: decreasing in γ, 0 at γ = 1
+        assert all(b < a for a, b in zip(one_eps, one_eps[1:])) and one_eps[-1] == 0.0
+        assert rows[-2]["eps4"] > rows[0]["eps4"]                        # Eq. 4's smallest ε grows with γ on MVD data
     raw = [r for r in table if r["scaling"] == "raw"]
     assert all(r["bound_over_trivial"] > 1e6 for r in raw[:-1])        # vacuous by orders of magnitude
     checks = res["checks"]
     assert checks["lemma1_max_abs_error"] < 1e-6 and checks["lemma1_argmax_max_error"] <= 2e-3
     assert checks["lemma2_holds"] is True and checks["lemma2_draws"] == 40
     assert {r["scaling"] for r in res["perturbation"]} == {"raw", "1/sqrt(n)"}
+    assert [(r["paper"], r["unit"]) for r in res["vs_paper"]] == [(0.0, "nats (sum over n samples)")] * 2
+    assert all(abs(r["ours"]) < 1e-12 for r in res["vs_paper"])
     for fig in ("lemma1", "lemma2", "theorem1", "perturbation"):
         assert (out / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(out.glob(".*.tmp"))
@@ -139,6 +145,9 @@ def small_pair(n=30, d_a=5, d_b=4, seed=0):
     (lambda: run_theorem1(device="nonsense"), ValueError, "device"),
     (lambda: run_perturbation([-1e-3]), ValueError, "noise"),
     (lambda: run_lemma2(n_draws=0), ValueError, "n_draws"),
+    (lambda: run_perturbation([0.1], steps=0), ValueError, "steps"),
+    (lambda: eq4_epsilon(-1.0, 0.5), ValueError, "gap must be finite and >= 0"),
+    (lambda: eq4_epsilon(1.0, 1.5), ValueError, "gamma"),
 ])
 def test_bad_input_fails_with_a_clear_error(call, exc, words):
     with pytest.raises(exc, match=words.replace("[", r"\[").replace("]", r"\]")):
@@ -194,3 +203,32 @@ def test_run_theorem1_rows_and_reproducibility():
     assert a.equals(b)
     assert (a.r_trained <= a.r_zero).all() and (a.lam >= 1).all()
     assert (a[a.gamma == 1].bound == 0).all()
+
+
+GOOD = dict(n=200, d=10, n_settings=6, n_draws=5, steps=1000, step=0.2, n_lemma2=200, seed=0, device="cpu", out_dir="runs/theory")
+
+
+@pytest.mark.parametrize("bad,exc,words", [
+    (dict(n=5), ValueError, "n = 5 samples must be >= d = 10"),
+    (dict(d=0), ValueError, "d must be positive"),
+    (dict(n_settings=1), ValueError, "n_settings must be >= 2"),
+    (dict(n_draws=2.0), TypeError, "n_draws must be an int"),
+    (dict(steps=-1), ValueError, "steps"),
+    (dict(step=2.0), ValueError, "step must be < 2"),
+    (dict(step=float("nan")), ValueError, "step must be positive"),
+    (dict(n_lemma2=0), ValueError, "n_lemma2"),
+    (dict(seed=-1), ValueError, "seed must be >= 0"),
+    (dict(device="nonsense"), ValueError, "device"),
+    (dict(out_dir=None), TypeError, "out_dir must be a path"),
+])
+def test_notebook_parameters_are_checked_by_name(bad, exc, words):
+    check_theory_params(**GOOD)
+    with pytest.raises(exc, match=words):
+        check_theory_params(**{**GOOD, **bad})
+
+
+def test_eq4_epsilon_known_answers():
+    assert eq4_epsilon(3.0, 0.25).item() == 4.0
+    assert eq4_epsilon([0.0, 2.0], [1.0, 1.0]).tolist() == [0.0, math.inf]      # γ = 1: any ε for a zero gap, none otherwise
+    gaps = torch.tensor([1.0, 5.0], dtype=torch.float64)
+    assert torch.allclose(eq4_epsilon(gaps, 0.0), gaps)                          # γ = 0: ε is the gap itself

@@ -17,7 +17,7 @@ from ..experiment import check_positive, derive_seed
 from ..mvd import MVDSpec, make_task, summary, train_test, with_random_columns
 
 # %% auto #0
-__all__ = ['linear_init', 'draw_run', 'pad_to', 'SweepData', 'draw_sweep']
+__all__ = ['linear_init', 'draw_run', 'pad_to', 'SweepData', 'check_experiments', 'draw_sweep']
 
 # %% ../../nbs/10_gauss.ipynb #573f2a08
 def linear_init(d_in: int, # input width
@@ -64,6 +64,17 @@ class SweepData:
     specs: list[MVDSpec]          # each run's diagram with its random column placement
 
 # %% ../../nbs/10_gauss.ipynb #cbed65e0
+def check_experiments(experiments: dict[str, list[MVDSpec]], # experiment name -> its settings
+                     ) -> None:
+    "Raise unless `experiments` maps names to non-empty lists of MVDSpecs that all have the same number of classes."
+    if not isinstance(experiments, dict) or not experiments:
+        raise ValueError(f"experiments must be a non-empty dict of name -> list of MVDSpec, got {experiments!r}")
+    for name, specs in experiments.items():
+        if not isinstance(specs, (list, tuple)) or not specs or not all(isinstance(s, MVDSpec) for s in specs):
+            raise TypeError(f"experiments[{name!r}] must be a non-empty list of MVDSpec")
+    classes = {s.n_classes for specs in experiments.values() for s in specs}
+    if len(classes) > 1: raise ValueError(f"every spec of a sweep must have the same n_classes, got {sorted(classes)}")
+
 def draw_sweep(experiments: dict[str, list[MVDSpec]], # experiment name -> its settings
                n_runs: int,   # runs per setting
                n_train: int,  # training samples per run
@@ -71,6 +82,7 @@ def draw_sweep(experiments: dict[str, list[MVDSpec]], # experiment name -> its s
                seed: int,     # experiment seed; run seeds derive from it
               ) -> SweepData:
     "Draw every run of every setting and stack them (zero-padded) along a leading model dimension."
+    check_experiments(experiments)
     for name, v in (("n_runs", n_runs), ("n_train", n_train), ("n_test", n_test)): check_positive(name, v, integer=True)
     rows, runs = [], []
     for exp, specs in experiments.items():

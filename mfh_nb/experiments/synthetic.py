@@ -11,18 +11,31 @@ import seaborn as sns
 import torch
 
 from ..data.gauss import SweepData, draw_sweep
-from ..experiment import check_positive, mean_std, resolve_device
-from ..kd import check_rho_T
+from ..experiment import check_count, check_positive, mean_std, resolve_device
+from ..kd import KD_WEIGHTINGS, check_rho_T, kd_weights
 from ..models.gauss import batched_accuracy, fit_linear_batched, fit_linear_naive, linear_logits
 from ..mvd import MVDSpec
 
 # %% auto #0
-__all__ = ['PAPER', 'train_sweep_batched', 'train_sweep_naive', 'check_sweep_params', 'run_sweep', 'summarise',
-           'compare_with_paper', 'plot_sweep']
+__all__ = ['PAPER', 'REFERENCE_CODE', 'check_sweep_params', 'train_sweep_batched', 'train_sweep_naive', 'run_sweep', 'summarise',
+           'compare_with_paper', 'vs_paper', 'plot_sweep']
+
+# %% ../../nbs/21_synthetic.ipynb #d875c96a
+def check_sweep_params(n_runs: int, n_train: int, n_test: int, epochs: int, lr: float, rho: float, T: float,
+                       method: str, seed: int = 0, kd_weighting: str = "paper") -> None:
+    "Validate the parameters of a synthetic sweep, naming the first bad one."
+    check_count("seed", seed, minimum=0)
+    for name, v in (("n_runs", n_runs), ("n_train", n_train), ("n_test", n_test), ("epochs", epochs)):
+        check_positive(name, v, integer=True)
+    check_positive("lr", lr)
+    check_rho_T(rho, T)
+    if kd_weighting not in KD_WEIGHTINGS: raise ValueError(f"kd_weighting must be one of {KD_WEIGHTINGS}, got {kd_weighting!r}")
+    if method not in ("batched", "naive"): raise ValueError(f"method must be 'batched' or 'naive', got {method!r}")
 
 # %% ../../nbs/21_synthetic.ipynb #9a602229
 def train_sweep_batched(data: SweepData, # the stacked runs
-                        epochs: int, lr: float, rho: float, T: float, # training parameters
+                        epochs: int, lr: float, # full-batch SGD
+                        weights: tuple[float, float], T: float, # the KD student's (w_task, w_kd) and temperature
                         device: torch.device, # where to train
                        ) -> pd.DataFrame:
     "Teacher, no-KD and KD-student test accuracy of every run, training all runs at once."
@@ -32,14 +45,15 @@ def train_sweep_batched(data: SweepData, # the stacked runs
     init_s = [p.to(device).unsqueeze(1).expand(-1, 2, *p.shape[1:]) for p in data.init_s] # G = 2: KD, no-KD
     Wt, bt = fit_linear_batched(xa[:, :n], y[:, :n], init_t, epochs, lr, torch.ones(R, 1, device=device))
     soft = linear_logits(Wt, bt, xa[:, :n].transpose(1, 2)).expand(-1, 2, -1, -1)
-    rhos = torch.tensor([rho, 1.0], device=device).expand(R, 2)
-    Ws, bs = fit_linear_batched(xb[:, :n], y[:, :n], init_s, epochs, lr, rhos, soft, T)
+    w_task, w_kd = (torch.tensor([w, no_kd], device=device).expand(R, 2) for w, no_kd in zip(weights, (1.0, 0.0)))
+    Ws, bs = fit_linear_batched(xb[:, :n], y[:, :n], init_s, epochs, lr, w_task, w_kd, soft, T)
     acc_t, acc_s = batched_accuracy(Wt, bt, xa[:, n:], y[:, n:]).cpu(), batched_accuracy(Ws, bs, xb[:, n:], y[:, n:]).cpu()
     return data.meta.assign(teacher_acc=acc_t[:, 0].numpy(), nokd_acc=acc_s[:, 1].numpy(), kd_acc=acc_s[:, 0].numpy())
 
 # %% ../../nbs/21_synthetic.ipynb #b9d906f7
 def train_sweep_naive(data: SweepData, # the stacked runs
-                      epochs: int, lr: float, rho: float, T: float, # training parameters
+                      epochs: int, lr: float, # full-batch SGD
+                      weights: tuple[float, float], T: float, # the KD student's (w_task, w_kd) and temperature
                       device: torch.device, # where to train
                      ) -> pd.DataFrame:
     "The same accuracies as `train_sweep_batched`, one model at a time, in a plain Python loop."
@@ -53,37 +67,29 @@ def train_sweep_naive(data: SweepData, # the stacked runs
         teacher = fit_linear_naive(xa[:n], y[:n], init_t, epochs, lr)
         with torch.no_grad(): soft = teacher(xa[:n])
         nokd = fit_linear_naive(xb[:n], y[:n], init_s, epochs, lr)
-        kd = fit_linear_naive(xb[:n], y[:n], init_s, epochs, lr, rho, soft, T)
+        kd = fit_linear_naive(xb[:n], y[:n], init_s, epochs, lr, *weights, soft, T)
         with torch.no_grad(): accs.append((acc(teacher, xa[n:], y[n:]), acc(nokd, xb[n:], y[n:]), acc(kd, xb[n:], y[n:])))
     return data.meta.assign(**dict(zip(("teacher_acc", "nokd_acc", "kd_acc"), map(list, zip(*accs)))))
-
-# %% ../../nbs/21_synthetic.ipynb #d875c96a
-def check_sweep_params(n_runs: int, n_train: int, n_test: int, epochs: int, lr: float, rho: float, T: float,
-                       method: str) -> None:
-    "Validate the parameters of a synthetic sweep, naming the first bad one."
-    for name, v in (("n_runs", n_runs), ("n_train", n_train), ("n_test", n_test), ("epochs", epochs)):
-        check_positive(name, v, integer=True)
-    check_positive("lr", lr)
-    check_rho_T(rho, T)
-    if method not in ("batched", "naive"): raise ValueError(f"method must be 'batched' or 'naive', got {method!r}")
 
 # %% ../../nbs/21_synthetic.ipynb #713d246c
 def run_sweep(experiments: dict[str, list[MVDSpec]], # experiment name -> its settings
               n_runs: int = 10, n_train: int = 200, n_test: int = 1000, # runs per setting, samples per run
               epochs: int = 1000, lr: float = 0.1,    # full-batch SGD
               rho: float = 0.5, T: float = 1.0,       # Eq. 1 for the KD student
+              kd_weighting: str = "paper",            # "paper" (Eq. 1 with rho) or "reference" (the reference code's CE + KL/K)
               seed: int = 0,                          # experiment seed
               device: str = "auto",                   # "auto", "cpu", "cuda"
               method: str = "batched",                # "batched" (all runs at once) or "naive" (one model at a time)
              ) -> pd.DataFrame:
     "Teacher, no-KD and KD-student test accuracy (%) and Δ = KD - no-KD for every run of every setting."
-    check_sweep_params(n_runs, n_train, n_test, epochs, lr, rho, T, method)
+    check_sweep_params(n_runs, n_train, n_test, epochs, lr, rho, T, method, seed, kd_weighting)
     dev = resolve_device(device)
     data = draw_sweep(experiments, n_runs, n_train, n_test, seed)
     train = train_sweep_batched if method == "batched" else train_sweep_naive
-    df = train(data, epochs, lr, rho, T, dev)
+    weights = kd_weights(kd_weighting, rho, data.specs[0].n_classes)
+    df = train(data, epochs, lr, weights, T, dev)
     df[["teacher_acc", "nokd_acc", "kd_acc"]] *= 100
-    return df.assign(delta=df.kd_acc - df.nokd_acc)
+    return df.assign(delta=df.kd_acc - df.nokd_acc, kd_weighting=kd_weighting)
 
 # %% ../../nbs/21_synthetic.ipynb #231400e7
 def summarise(runs: pd.DataFrame, # one row per run, as returned by run_sweep
@@ -98,18 +104,35 @@ PAPER = {  # (experiment, setting): what the paper reports, and where
     ("fig3", 0): dict(teacher_acc="≈58", source="Fig. 3, read off the plot"),
     ("fig3", 4): dict(teacher_acc="≈90", delta="slightly < 0", source="Fig. 3, read off the plot; §4.2 text"),
 }
+REFERENCE_CODE = {  # experiment: the reference gauss/main.py's mean Δ (and teacher accuracy), 10 runs per setting
+    "fig2": dict(delta=[-0.71, -0.45, -0.34, 0.24, 1.53, 2.50], teacher="70-76"),
+    "fig3": dict(delta=[1.59, 0.97, 0.66, 0.56, 0.31], teacher=[58.5, 65.2, 70.8, 79.6, 90.5]),
+}
 
-def compare_with_paper(table: pd.DataFrame, # the output of `summarise`
+def compare_with_paper(table: pd.DataFrame,     # `summarise` of the runs with the paper's weighting
+                       table_ref: pd.DataFrame, # `summarise` of the same runs with the reference weighting
                       ) -> pd.DataFrame:
-    "Our per-setting means next to what the paper reports for the same setting."
+    "Per setting: the paper's value, the reference code's, ours with Eq. 1's rho and ours with the reference weighting."
     rows = []
-    for r in table.itertuples():
-        p = PAPER.get((r.experiment, r.setting), {})
+    for r, q in zip(table.itertuples(), table_ref.itertuples()):
+        p, ref = PAPER.get((r.experiment, r.setting), {}), REFERENCE_CODE[r.experiment]
+        ref_teacher = ref["teacher"] if isinstance(ref["teacher"], str) else f"{ref['teacher'][r.setting]:.1f}"
         rows.append(dict(experiment=r.experiment, gamma=round(r.gamma, 2), alpha=round(r.alpha, 2),
                          teacher=f"{r.teacher_acc_mean:.1f} ± {r.teacher_acc_std:.1f}", paper_teacher=p.get("teacher_acc", ""),
-                         no_kd=f"{r.nokd_acc_mean:.1f}", kd=f"{r.kd_acc_mean:.1f}",
-                         delta=f"{r.delta_mean:+.2f} ± {r.delta_std:.2f}", paper_delta=p.get("delta", ""), source=p.get("source", "")))
+                         reference_code_teacher=ref_teacher, paper_delta=p.get("delta", ""),
+                         reference_code_delta=f"{ref['delta'][r.setting]:+.2f}",
+                         delta_eq1=f"{r.delta_mean:+.2f} ± {r.delta_std:.2f}",
+                         delta_reference_weighting=f"{q.delta_mean:+.2f} ± {q.delta_std:.2f}", source=p.get("source", "")))
     return pd.DataFrame(rows)
+
+def vs_paper(table: pd.DataFrame, # `summarise` of the runs with the paper's weighting
+            ) -> pd.DataFrame:
+    "The numbers the paper states for Fig. 2 and Fig. 3, next to ours (mean, std over runs)."
+    row = lambda exp, setting: table[(table.experiment == exp) & (table.setting == setting)].iloc[0]
+    spots = [("Fig. 2 / §4.2: Δ = KD − no-KD at γ = 1", 2.1, row("fig2", 5), "delta", "points"),
+             ("Fig. 3: teacher accuracy at α = 0 (read off the plot)", 58.0, row("fig3", 0), "teacher_acc", "%"),
+             ("Fig. 3: teacher accuracy at α = 0.8 (read off the plot)", 90.0, row("fig3", 4), "teacher_acc", "%")]
+    return pd.DataFrame([dict(quantity=q, paper=p, ours=r[f"{c}_mean"], ours_std=r[f"{c}_std"], unit=u) for q, p, r, c, u in spots])
 
 # %% ../../nbs/21_synthetic.ipynb #ac198560
 def plot_sweep(runs: pd.DataFrame, # the runs of one experiment

@@ -14,7 +14,7 @@ from torchmetrics.functional.classification import binary_auroc
 
 from ..data.gauss import draw_sweep, linear_init, pad_to
 from ..experiment import check_fraction, check_positive, derive_seed, mean_std, resolve_device
-from ..kd import check_rho_T
+from ..kd import KD_WEIGHTINGS, check_rho_T, kd_weights
 from ..models.gauss import batched_accuracy, fit_joint_linear_batched, fit_linear_batched, linear_logits
 from ..mvd import columns_of, table2_specs
 from ..salience import salience
@@ -57,12 +57,14 @@ def recovery(sal: Tensor, shared: Tensor) -> tuple[float, float]:
 TABLE2_MODES = ("gt", "alg1", "random")
 
 def check_table2_params(n_runs: int, n_train: int, n_test: int, epochs: int, lr: float, rho: float, T: float,
-                        M: int, ratio: float | None, joint_epochs: int, joint_lr: float, joint_momentum: float) -> None:
+                        M: int, ratio: float | None, joint_epochs: int, joint_lr: float, joint_momentum: float,
+                        kd_weighting: str = "paper") -> None:
     "Validate Table 2's parameters, naming the first bad one."
     for name, v in (("n_runs", n_runs), ("n_train", n_train), ("n_test", n_test), ("epochs", epochs), ("M", M),
                     ("joint_epochs", joint_epochs)): check_positive(name, v, integer=True)
     for name, v in (("lr", lr), ("joint_lr", joint_lr)): check_positive(name, v)
     check_rho_T(rho, T)
+    if kd_weighting not in KD_WEIGHTINGS: raise ValueError(f"kd_weighting must be one of {KD_WEIGHTINGS}, got {kd_weighting!r}")
     check_fraction("joint_momentum", joint_momentum)
     if ratio is not None: check_fraction("ratio", ratio)
 
@@ -94,7 +96,7 @@ def table2_channels(data, pair: list[Tensor], M: int, ratio: float | None, seed:
     return shared, sals, kept
 
 # %% ../../nbs/22_table2.ipynb #88ae7088
-def table2_models(data, kept: list, epochs: int, lr: float, rho: float, T: float, device: torch.device,
+def table2_models(data, kept: list, epochs: int, lr: float, weights: tuple[float, float], T: float, device: torch.device,
                   seed: int) -> dict[str, Tensor]:
     "Train every Table 2 teacher and student at once; test accuracies (R,) or (R, modes) per model kind."
     n, R, nm = data.n_train, len(data.meta), len(TABLE2_MODES)
@@ -110,9 +112,10 @@ def table2_models(data, kept: list, epochs: int, lr: float, rho: float, T: float
     soft_g = linear_logits(Wg, bg, xg[:, :n].transpose(1, 2)).view(R, nm, 2, n)                  # (R, modes, K, n)
     G = 2 + nm                                                   # students: regular KD, no KD, one MG-KD per mode
     soft = torch.cat([soft_t, soft_t, soft_g], 1)
-    rhos = torch.tensor([rho, 1.0] + [rho] * nm, device=device).expand(R, G)
+    w_task = torch.tensor([weights[0], 1.0] + [weights[0]] * nm, device=device).expand(R, G)
+    w_kd = torch.tensor([weights[1], 0.0] + [weights[1]] * nm, device=device).expand(R, G)
     init_s = [p.to(device).unsqueeze(1).expand(-1, G, *p.shape[1:]) for p in data.init_s]
-    Ws, bs = fit_linear_batched(xb[:, :n], y[:, :n], init_s, epochs, lr, rhos, soft, T)
+    Ws, bs = fit_linear_batched(xb[:, :n], y[:, :n], init_s, epochs, lr, w_task, w_kd, soft, T)
     acc_s = batched_accuracy(Ws, bs, xb[:, n:], y[:, n:]).cpu()
     return dict(teacher_acc=batched_accuracy(Wt, bt, xa[:, n:], y[:, n:]).cpu()[:, 0],
                 mg_teacher_acc=batched_accuracy(Wg, bg, xg[:, n:], y.repeat_interleave(nm, 0)[:, n:]).cpu().view(R, nm),
@@ -122,12 +125,14 @@ def table2_models(data, kept: list, epochs: int, lr: float, rho: float, T: float
 def run_table2(n_runs: int = 10, n_train: int = 200, n_test: int = 1000, # runs per setting, samples per run
                epochs: int = 1000, lr: float = 0.1,       # teachers' and students' full-batch SGD
                rho: float = 0.5, T: float = 1.0,          # Eq. 1 for every KD student
+               kd_weighting: str = "paper",               # "paper" (Eq. 1 with rho) or "reference" (the reference code's CE + KL/K)
                M: int = 100, ratio: float | None = None,  # Algorithm 1 permutations; share of channels dropped (None: keep |shared|)
                joint_epochs: int = 1000, joint_lr: float = 0.01, joint_momentum: float = 0.9, # Algorithm 1, step 1
                seed: int = 0, device: str = "auto",       # experiment seed, device
               ) -> pd.DataFrame:
     "Table 2: one row per setting, run and mode (gt, alg1, random), accuracies in %, Algorithm 1's recovery of the shared channels."
-    check_table2_params(n_runs, n_train, n_test, epochs, lr, rho, T, M, ratio, joint_epochs, joint_lr, joint_momentum)
+    check_table2_params(n_runs, n_train, n_test, epochs, lr, rho, T, M, ratio, joint_epochs, joint_lr, joint_momentum,
+                        kd_weighting)
     dev = resolve_device(device)
     data = draw_sweep({"table2": table2_specs()}, n_runs, n_train, n_test, seed)
     gen = torch.Generator().manual_seed(derive_seed(seed, "joint"))
@@ -136,7 +141,7 @@ def run_table2(n_runs: int = 10, n_train: int = 200, n_test: int = 1000, # runs 
     pair = fit_joint_linear_batched(data.xa[:, :n].to(dev), data.xb[:, :n].to(dev), data.y[:, :n].to(dev),
                                     [p.to(dev) for p in init], joint_epochs, joint_lr, joint_momentum)
     shared, sals, kept = table2_channels(data, [p.cpu() for p in pair], M, ratio, seed, dev)
-    acc = table2_models(data, kept, epochs, lr, rho, T, dev, seed)
+    acc = table2_models(data, kept, epochs, lr, kd_weights(kd_weighting, rho, 2), T, dev, seed)
     rows = []
     for r, meta in enumerate(data.meta.to_dict("records")):
         prec, auc = recovery(sals[r], shared[r])
@@ -148,7 +153,7 @@ def run_table2(n_runs: int = 10, n_train: int = 200, n_test: int = 1000, # runs 
     df = pd.DataFrame(rows)
     cols = ["teacher_acc", "mg_teacher_acc", "nokd_acc", "kd_acc", "mgkd_acc"]
     df[cols] *= 100
-    return df.assign(gain=df.mgkd_acc - df.kd_acc)
+    return df.assign(gain=df.mgkd_acc - df.kd_acc, kd_weighting=kd_weighting)
 
 # %% ../../nbs/22_table2.ipynb #47e8ae58
 def summarise_table2(df: pd.DataFrame, # the output of run_table2

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..kd import kd_loss
+from ..kd import kl_per_sample
 
 # %% auto #0
 __all__ = ['eq1_logit_grad', 'linear_logits', 'fit_linear_batched', 'batched_accuracy', 'fit_linear_naive', 'joint_logit_grads',
@@ -18,13 +18,14 @@ __all__ = ['eq1_logit_grad', 'linear_logits', 'fit_linear_batched', 'batched_acc
 # %% ../../nbs/10_gauss.models.ipynb #1a554563
 def eq1_logit_grad(z: Tensor,       # (..., K, N) logits
                    onehot: Tensor,  # (..., K, N) one-hot labels
-                   rho: Tensor,     # (..., 1, 1) Eq. 1 weight of each model's task loss
-                   q: Tensor | None = None, # (..., K, N) teacher probabilities softmax(z_t / T); None = labels only
+                   w_task: Tensor,  # (..., 1, 1) weight of each model's task loss
+                   w_kd: Tensor | None = None, # (..., 1, 1) weight of each model's KD term (None: no KD term)
+                   q: Tensor | None = None,    # (..., K, N) teacher probabilities softmax(z_t / T)
                    T: float = 1.0,  # temperature
                   ) -> Tensor:
-    "Gradient of each model's Eq. 1 loss (averaged over its N samples) with respect to its logits."
-    g = rho * (torch.softmax(z, -2) - onehot)
-    if q is not None: g = g + (1 - rho) * T * (torch.softmax(z / T, -2) - q)
+    "Gradient of each model's w_task·CE + w_kd·T²·KL (averaged over its N samples) with respect to its logits."
+    g = w_task * (torch.softmax(z, -2) - onehot)
+    if q is not None: g = g + w_kd * T * (torch.softmax(z / T, -2) - q)
     return g / z.shape[-1]
 
 # %% ../../nbs/10_gauss.models.ipynb #8d206707
@@ -40,18 +41,20 @@ def linear_logits(W: Tensor,  # (R, G, K, D) weights: G models per run share its
 def fit_linear_batched(x: Tensor, y: Tensor,        # (R, N, D) inputs, (R, N) labels
                        init: tuple[Tensor, Tensor], # initial (W, b), (R, G, K, D) and (R, G, K)
                        epochs: int, lr: float,      # full-batch gradient descent
-                       rho: Tensor,                 # (R, G) Eq. 1 weights (1 = labels only)
+                       w_task: Tensor,              # (R, G) weight of each model's task loss
+                       w_kd: Tensor | None = None,  # (R, G) weight of each model's KD term (with teacher_logits)
                        teacher_logits: Tensor | None = None, # (R, G, K, N) teacher logits on the same samples
                        T: float = 1.0,              # temperature
                       ) -> tuple[Tensor, Tensor]:
-    "Train R x G independent linear models with full-batch SGD on their Eq. 1 losses; returns the final (W, b)."
+    "Train R x G independent linear models with full-batch SGD on w_task·CE + w_kd·T²·KL; returns the final (W, b)."
     W, b = (p.clone(memory_format=torch.contiguous_format) for p in init)
     R, G, K, D = W.shape
     xT = x.transpose(1, 2).contiguous()
     onehot = F.one_hot(y, K).transpose(1, 2).unsqueeze(1).to(x.dtype)
     q = None if teacher_logits is None else torch.softmax(teacher_logits / T, -2)
+    wt, wk = w_task.view(R, G, 1, 1), None if w_kd is None else w_kd.view(R, G, 1, 1)
     for _ in range(epochs):
-        g = eq1_logit_grad(linear_logits(W, b, xT), onehot, rho.view(R, G, 1, 1), q, T)
+        g = eq1_logit_grad(linear_logits(W, b, xT), onehot, wt, wk, q, T)
         W -= lr * torch.bmm(g.view(R, G * K, -1), x).view(R, G, K, D)
         b -= lr * g.sum(-1)
     return W, b
@@ -66,18 +69,20 @@ def batched_accuracy(W: Tensor, b: Tensor, x: Tensor, y: Tensor, # (R, G, K, D),
 def fit_linear_naive(x: Tensor, y: Tensor,          # (N, d) inputs, (N,) labels
                      init: tuple[Tensor, Tensor],   # initial (W (K, d), b (K,))
                      epochs: int, lr: float,        # full-batch SGD
-                     rho: float = 1.0,              # Eq. 1 weight (1 = labels only)
+                     w_task: float = 1.0,           # weight of the task loss
+                     w_kd: float = 0.0,             # weight of the KD term (with teacher_logits)
                      teacher_logits: Tensor | None = None, # (N, K) soft targets for KD
                      T: float = 1.0,                # temperature
                     ) -> nn.Linear:
-    "Train one logistic-regression model with full-batch SGD on cross entropy, or on Eq. 1 given teacher logits."
+    "Train one logistic regression with full-batch SGD on w_task·CE (+ w_kd·T²·KL to the teacher, given its logits)."
     model = nn.Linear(x.shape[1], init[0].shape[0]).to(x.device)
     with torch.no_grad(): model.weight.copy_(init[0]); model.bias.copy_(init[1])
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     for _ in range(epochs):
         opt.zero_grad()
         out = model(x)
-        loss = F.cross_entropy(out, y) if teacher_logits is None else kd_loss(out, teacher_logits, y, rho, T)
+        loss = w_task * F.cross_entropy(out, y)
+        if teacher_logits is not None: loss = loss + w_kd * T**2 * kl_per_sample(out, teacher_logits, T).mean()
         loss.backward()
         opt.step()
     return model
