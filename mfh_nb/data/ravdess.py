@@ -176,15 +176,13 @@ def render_frame(bits: Sequence[int],     # the clip's label bits
                  size: tuple[int, int],   # (H, W)
                  rng: np.random.Generator,
                 ) -> Image.Image:
-    "A frame: noise tinted red/blue (bit 0) with a bright block in the left/right (bit 1) and top/bottom (bit 2) half."
+    "A frame: dark noise, colour channel j raised where bit j is shown set, and a bright block at a random place."
     shown = [b if j < general_bits else int(rng.integers(2)) for j, b in enumerate(bits)]
     H, W = size
-    img = rng.integers(0, 60, (H, W, 3))
-    img[..., 0 if shown[0] else 2] += 120
+    img = rng.integers(0, 60, (H, W, 3)) + 120 * np.array(shown)
     h, w = H // 2, W // 4
-    y0 = (H - h if shown[2] else 0) + rng.integers(-1, 2) * (H // 8)
-    x0 = (W // 2 if shown[1] else 0) + rng.integers(0, W // 2 - w + 1)
-    img[max(0, y0): y0 + h, x0: x0 + w] = 230
+    y0, x0 = rng.integers(0, H - h + 1), rng.integers(0, W - w + 1)
+    img[y0: y0 + h, x0: x0 + w] = 230
     return Image.fromarray(img.clip(0, 255).astype(np.uint8))
 
 # %% ../../nbs/14_ravdess.ipynb #51c00e9c

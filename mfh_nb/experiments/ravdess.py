@@ -21,30 +21,36 @@ from ..data.ravdess import NUM_CLASSES, RavdessDataset, label_codes
 from ..experiment import check_count, check_fraction, check_positive, derive_seed, mean_std, resolve_device, seeded_module
 from ..models.ravdess import AboveFc2, AudioNet, ImageNet
 from ..salience import (Joint, activations, eval_mode, modality_general_teacher, modality_specific_teacher,
-                             mse_distance, random_teacher, salience)
+                             mse_distance, random_teacher, salience, softmax_mse_distance)
 from ..train import Distill, Supervised, evaluate, fit, make_metric
 
 # %% auto #0
-__all__ = ['TEACHERS', 'PAPER_TABLE8', 'Table8Config', 'ravdess_splits', 'loader', 'accuracy', 'train_pair', 'fc2_salience',
-           'fc2_outputs', 'nullified_teachers', 'WithTeacherLogits', 'distil', 'Table8Result', 'table8_run',
-           'run_table8', 'summarise_table8', 'table8_frame', 'vs_paper', 'plot_sorted_salience', 'plot_table8',
-           'code_nll', 'planted_rises', 'general_bit_accuracy']
+__all__ = ['TEACHERS', 'DISTANCES', 'REFERENCE', 'FIXTURE', 'PAPER_TABLE8', 'Table8Config', 'table8_config', 'ravdess_splits',
+           'Preloaded', 'loader', 'accuracy', 'train_pair', 'fc2_salience', 'fc2_outputs', 'nullified_teachers',
+           'WithTeacherLogits', 'distil', 'Table8Result', 'table8_run', 'run_table8', 'summarise_table8',
+           'table8_frame', 'vs_paper', 'plot_sorted_salience', 'plot_table8', 'code_nll', 'planted_rises',
+           'general_bit_accuracy']
 
 # %% ../../nbs/26_ravdess.ipynb #b1815daf
 TEACHERS = ("regular", "modality-specific", "random", "modality-general") # Table 8's columns
+DISTANCES = {"mse": mse_distance, "softmax_mse": softmax_mse_distance}     # Dist: logits (the reference), probabilities (the paper)
+REFERENCE = dict(width=32, joint_epochs=100, kd_epochs=100, batch_size=64, lr=0.01, kd_lr=0.00125, num_workers=8) # DATASETS.md §4.4
+FIXTURE = dict(width=8, joint_epochs=12, kd_epochs=10, batch_size=16, lr=0.01, kd_lr=0.01, num_workers=0) # narrow, short: CPU
 
 @dataclass(frozen=True)
 class Table8Config:
-    "Everything one Table 8 run needs besides the data; checked when built, each error naming its parameter."
+    "Everything one Table 8 run needs besides the data (defaults: the reference's); checked when built, errors name the parameter."
     ratios: Sequence[float] = (0.25, 0.5, 0.75) # r: shares of fc2's channels to nullify
-    teacher: str = "joint"     # "joint" (the step-1 audio network, the reference) or "independent"
+    teacher: str = "joint"     # "joint" (step 1's audio network, the reference) or "independent"
+    distance: str = "mse"      # Dist of steps 1 and 6, a key of DISTANCES
+    M: int = 10                # Algorithm 1: permutations per channel
+    alg1_samples: int = 0      # Algorithm 1: training pairs it ranks on (0: all)
+    width: int = 32            # conv1's channels (fc2 has 4 * width)
     joint_epochs: int = 100    # step 1
     kd_epochs: int = 100       # every student
     batch_size: int = 64       # training batches
     lr: float = 0.01           # step 1 (SGD, momentum 0.9)
     kd_lr: float = 0.00125     # students (the reference's 0.01 with its KL divided by 8 classes)
-    M: int = 10                # Algorithm 1: permutations per channel
-    alg1_samples: int = 0      # Algorithm 1: training pairs used (0: all)
     num_workers: int = 0       # DataLoader workers
     device: str = "auto"       # "auto", "cpu", "cuda"
     seed: int = 0              # experiment seed
@@ -54,18 +60,33 @@ class Table8Config:
             raise TypeError(f"ratios must be a non-empty list of fractions (with papermill: -y 'ratios: [0.5]'), got {self.ratios!r}")
         for r in self.ratios: check_fraction("ratios", r)
         if self.teacher not in ("joint", "independent"): raise ValueError(f"teacher must be 'joint' or 'independent', got {self.teacher!r}")
-        for name in ("joint_epochs", "kd_epochs", "batch_size", "M"): check_count(name, getattr(self, name))
+        if self.distance not in DISTANCES: raise ValueError(f"distance must be one of {list(DISTANCES)}, got {self.distance!r}")
+        for name in ("M", "width", "joint_epochs", "kd_epochs", "batch_size"): check_count(name, getattr(self, name))
         for name in ("alg1_samples", "num_workers", "seed"): check_count(name, getattr(self, name), minimum=0)
         for name in ("lr", "kd_lr"): check_positive(name, getattr(self, name))
         resolve_device(self.device)
 
+def table8_config(params: dict, # the notebook's parameters
+                  fixture: bool, # data_dir is None
+                 ) -> Table8Config:
+    "The run's Table8Config: each 'auto' value from FIXTURE or REFERENCE, the rest as given, every value checked."
+    base = FIXTURE if fixture else REFERENCE
+    sized = {k: base[k] if params[k] == "auto" else params[k] for k in base}
+    return Table8Config(**sized, **{k: params[k] for k in ("ratios", "teacher", "distance", "M", "alg1_samples", "device", "seed")})
+
 # %% ../../nbs/26_ravdess.ipynb #34bb86fa
 def ravdess_splits(root: str | Path,            # the release's folder
-                   keys: Sequence[str] = ("audio", "image"), # modalities to read
                    swap_frames_bug: bool = False, # Q-R1
+                   verify: str = "decode",        # "decode" every frame up front, or check its "header" only
                   ) -> dict[str, RavdessDataset]:
     "The train, val and test splits of the release at `root`, every file checked."
-    return {s: RavdessDataset(root, s, keys=keys, swap_frames_bug=swap_frames_bug) for s in ("train", "val", "test")}
+    return {s: RavdessDataset(root, s, swap_frames_bug=swap_frames_bug, verify=verify) for s in ("train", "val", "test")}
+
+class Preloaded(Dataset):
+    "Every item of a dataset read once and kept in memory (the fixture is small: epochs then read no files)."
+    def __init__(self, ds: RavdessDataset): self.items, self.labels = [ds[i] for i in range(len(ds))], ds.labels
+    def __len__(self) -> int: return len(self.items)
+    def __getitem__(self, i: int) -> dict: return self.items[i]
 
 def loader(ds: Dataset, cfg: Table8Config, shuffle: bool = False) -> DataLoader:
     "A DataLoader with the run's batch size (training, shuffled) or 4x it (evaluation, in order)."
@@ -78,14 +99,15 @@ def accuracy(net: nn.Module, key: str, data: DataLoader, device: str) -> float:
     objective = Supervised(net, key=key, label_key="label")
     return 100 * evaluate(objective, net, data, make_metric("accuracy", NUM_CLASSES), resolve_device(device))
 
-def train_pair(data: dict[str, RavdessDataset], cfg: Table8Config, run: int) -> tuple[nn.Module, nn.Module]:
+def train_pair(data: dict[str, Dataset], cfg: Table8Config, run: int) -> tuple[nn.Module, nn.Module]:
     "Algorithm 1, step 1: the audio network f1 and the image network f2, trained jointly (Eq. 28, last epoch) or each alone."
     s = lambda role: derive_seed(cfg.seed, "ravdess", run, role)
-    f1, f2 = seeded_module(s("f1"), AudioNet), seeded_module(s("f2"), ImageNet)
+    f1, f2 = (seeded_module(s(role), lambda: net(width=cfg.width)) for role, net in (("f1", AudioNet), ("f2", ImageNet)))
     kw = dict(num_classes=NUM_CLASSES, lr=cfg.lr, momentum=0.9, device=cfg.device, progress=False)
     train = loader(data["train"], cfg, shuffle=True)
     if cfg.teacher == "joint":
-        fit(Joint(f1, f2, keys=("audio", "image"), dist=mse_distance, label_key="label"), train, cfg.joint_epochs, seed=s("joint"), **kw)
+        joint = Joint(f1, f2, keys=("audio", "image"), loss=F.cross_entropy, dist=DISTANCES[cfg.distance], label_key="label")
+        fit(joint, train, cfg.joint_epochs, seed=s("joint"), **kw)
     else:
         for net, key in ((f1, "audio"), (f2, "image")):
             fit(Supervised(net, key=key, label_key="label"), train, cfg.joint_epochs, val_loader=loader(data["val"], cfg),
@@ -93,17 +115,17 @@ def train_pair(data: dict[str, RavdessDataset], cfg: Table8Config, run: int) -> 
     return f1.eval(), f2.eval()
 
 # %% ../../nbs/26_ravdess.ipynb #73d4390d
-def fc2_salience(f1: nn.Module, f2: nn.Module, train: RavdessDataset, cfg: Table8Config, run: int) -> Tensor:
-    "Algorithm 1's salience of f1's 128 fc2 channels on `alg1_samples` training pairs (all if 0): MSE of logits, max-normalised."
-    n = cfg.alg1_samples or len(train)
+def fc2_salience(f1: nn.Module, f2: nn.Module, train: Dataset, cfg: Table8Config, run: int) -> Tensor:
+    "Algorithm 1's salience of f1's fc2 channels on `alg1_samples` training pairs (all if 0), max-normalised."
+    n, C = cfg.alg1_samples or len(train), f1.fc2.out_features
     if n > len(train): raise ValueError(f"alg1_samples={n} but the training split has {len(train)} pairs")
     idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(derive_seed(cfg.seed, "ravdess", run, "alg1-pairs")))[:n]
     pairs = DataLoader(Subset(train, idx.tolist()), batch_size=256, num_workers=cfg.num_workers)
-    return salience(f1, f2, pairs, layer="fc2", M=cfg.M, dist=mse_distance, normalize="max", chunk_size=max(1, 2 ** 26 // (n * 128)),
+    return salience(f1, f2, pairs, layer="fc2", M=cfg.M, dist=DISTANCES[cfg.distance], normalize="max", chunk_size=max(1, 2 ** 26 // (n * C)),
                     seed=derive_seed(cfg.seed, "ravdess", run, "permute"), device=cfg.device, keys=("audio", "image"))
 
 # %% ../../nbs/26_ravdess.ipynb #ecce5447
-def fc2_outputs(f1: nn.Module, ds: RavdessDataset, cfg: Table8Config) -> Tensor:
+def fc2_outputs(f1: nn.Module, ds: Dataset, cfg: Table8Config) -> Tensor:
     "fc2's outputs (before its ReLU) of f1 for every pair of a split, in order, on the CPU."
     dev = resolve_device(cfg.device)
     with eval_mode(f1), torch.no_grad():
@@ -129,13 +151,14 @@ class WithTeacherLogits(Dataset):
     def __len__(self) -> int: return len(self.ds)
     def __getitem__(self, i: int) -> dict: return {**self.ds[i], "teacher_logits": self.logits[i]}
 
-def distil(images: dict[str, RavdessDataset], logits: Tensor, cfg: Table8Config, run: int) -> float:
-    "Test accuracy (%) of an image student trained on a teacher's logits (Eq. 1, ρ = 0), at its best validation epoch."
+def distil(data: dict[str, Dataset], logits: dict[str, Tensor], cfg: Table8Config, run: int) -> float:
+    "Test accuracy (%) of an image student trained on a teacher's logits per split (Eq. 1, ρ = 0), at its best validation epoch."
     s = lambda role: derive_seed(cfg.seed, "ravdess", run, role)
-    objective = Distill(seeded_module(s("student"), ImageNet), nn.Identity(), student_key="image", teacher_keys="teacher_logits",
-                        rho=0.0, T=1.0, label_key="label")
-    res = fit(objective, loader(WithTeacherLogits(images["train"], logits), cfg, shuffle=True), cfg.kd_epochs,
-              val_loader=loader(images["val"], cfg), test_loader=loader(images["test"], cfg), num_classes=NUM_CLASSES,
+    objective = Distill(seeded_module(s("student"), lambda: ImageNet(width=cfg.width)), nn.Identity(), student_key="image",
+                        teacher_keys="teacher_logits", rho=0.0, T=1.0, label_key="label")
+    split = {k: WithTeacherLogits(data[k], logits[k]) for k in ("train", "val", "test")}
+    res = fit(objective, loader(split["train"], cfg, shuffle=True), cfg.kd_epochs,
+              val_loader=loader(split["val"], cfg), test_loader=loader(split["test"], cfg), num_classes=NUM_CLASSES,
               lr=cfg.kd_lr, momentum=0.9, seed=s("kd"), device=cfg.device, progress=False)
     return 100 * res.test
 
@@ -145,33 +168,32 @@ class Table8Result:
     "What run_table8 returns: accuracies per run, teacher and r; per run the step-1 accuracies, the salience, f1."
     runs: pd.DataFrame            # run, teacher, ratio, teacher_acc, student_acc (test, %)
     step1: pd.DataFrame           # run, f1_acc (audio), f2_acc (image): step 1's networks on the test pairs (%)
-    salience: list[Tensor]        # per run: Algorithm 1's salience of the 128 fc2 channels
+    salience: list[Tensor]        # per run: Algorithm 1's salience of the fc2 channels
     teachers: list[nn.Module]     # per run: the step-1 audio network f1 (the regular teacher), on the CPU
-    fc2: list[dict[str, Tensor]]  # per run: f1's fc2 outputs on the "train" and "test" pairs
+    fc2: list[dict[str, Tensor]]  # per run: f1's fc2 outputs on the "train", "val" and "test" pairs
 
-def table8_run(data: dict[str, RavdessDataset], images: dict[str, RavdessDataset], cfg: Table8Config, run: int) -> tuple:
+def table8_run(data: dict[str, Dataset], cfg: Table8Config, run: int) -> tuple:
     "One run of Table 8: (rows, step-1 accuracies, salience, f1, fc2 outputs)."
     f1, f2 = train_pair(data, cfg, run)
     test = loader(data["test"], cfg)
     step1 = dict(run=run, f1_acc=accuracy(f1, "audio", test, cfg.device), f2_acc=accuracy(f2, "image", test, cfg.device))
     sal = fc2_salience(f1, f2, data["train"], cfg, run)
-    h = {s: fc2_outputs(f1, data[s], cfg) for s in ("train", "test")}
+    h = {s: fc2_outputs(f1, data[s], cfg) for s in ("train", "val", "test")}
     rows = []
     for (kind, r), teacher in nullified_teachers(f1.cpu(), sal, F.relu(h["train"]).mean(0), cfg, run).items():
-        with torch.no_grad(): logits, pred = teacher(h["train"]), teacher(h["test"]).argmax(1)
+        with torch.no_grad(): logits = {s: teacher(x) for s, x in h.items()}
+        pred = logits["test"].argmax(1)
         rows.append(dict(run=run, teacher=kind, ratio=r, teacher_acc=100 * (pred == data["test"].labels).float().mean().item(),
-                         student_acc=distil(images, logits, cfg, run)))
+                         student_acc=distil(data, logits, cfg, run)))
     return rows, step1, sal, f1, h
 
-def run_table8(root: str | Path,     # the release's folder (or a fixture's)
+def run_table8(data: dict[str, Dataset], # the "train", "val" and "test" splits (ravdess_splits)
                n_runs: int,          # runs (the paper: 5)
                cfg: Table8Config,    # everything else
-               swap_frames_bug: bool = False, # Q-R1
               ) -> Table8Result:
     "Table 8: every run of step 1, Algorithm 1 at fc2, the nullified teachers and their image students."
     check_count("n_runs", n_runs)
-    data, images = ravdess_splits(root, swap_frames_bug=swap_frames_bug), ravdess_splits(root, keys=("image",))
-    runs = [table8_run(data, images, cfg, run) for run in range(n_runs)]
+    runs = [table8_run(data, cfg, run) for run in range(n_runs)]
     return Table8Result(pd.DataFrame([row for r in runs for row in r[0]]), pd.DataFrame([r[1] for r in runs]),
                         *([r[i] for r in runs] for i in (2, 3, 4)))
 
@@ -244,15 +266,15 @@ def plot_table8(runs: pd.DataFrame, # Table8Result.runs
 def code_nll(p: Tensor,          # (..., n, K) logits
              consistent: Tensor, # (n, K): 1 for the classes that share each sample's code, else 0
             ) -> Tensor:
-    "−log of the probability the logits put on the classes consistent with each sample's code, mean over samples."
-    return -(torch.logsumexp(p + consistent.log(), -1) - torch.logsumexp(p, -1)).mean(-1)
+    "−log of the probability the logits put on the classes consistent with each sample's code, per sample: (..., n)."
+    return torch.logsumexp(p, -1) - torch.logsumexp(p + consistent.log(), -1)
 
 def planted_rises(f1: nn.Module, h: Tensor, labels: Tensor, general_bits: int, M: int, seed: int) -> tuple[Tensor, Tensor]:
     "Per fc2 channel: the rise of f1's loss on the general code, and on the audio-only code, when the channel is permuted."
     head, rises = AboveFc2(f1).eval(), []
     for code, class_code in zip(label_codes(labels, general_bits), label_codes(torch.arange(NUM_CLASSES), general_bits)):
         consistent = (class_code[None, :] == code[:, None]).float()
-        with torch.no_grad(): base = code_nll(head(h), consistent)
+        with torch.no_grad(): base = code_nll(head(h), consistent).mean()
         rises.append(salience(head, nn.Identity(), h, consistent, M=M, dist=code_nll, normalize=None, seed=seed, device="cpu") - base)
     return rises[0], rises[1]
 

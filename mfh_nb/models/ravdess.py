@@ -8,22 +8,27 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..experiment import check_count
+
 # %% auto #0
 __all__ = ['RavdessCNN', 'AudioNet', 'ImageNet', 'FuseNet', 'AboveFc2']
 
 # %% ../../nbs/14_ravdess.models.ipynb #a5b99d89
 class RavdessCNN(nn.Module):
-    "Three conv layers (ReLU, max pooling, adaptive max pooling to 7×14) and three FC layers (1,024, 128, classes)."
+    "Three conv layers (ReLU, max pooling, adaptive max pooling to 7×14) and three FC layers (32w, 4w, classes units)."
     def __init__(self, in_channels: int,          # input channels
                  kernels: tuple[int, int, int],   # kernel sizes of conv1, conv2, conv3 (padding 1 each)
                  num_class: int = 8,              # output classes
+                 width: int = 32,                 # w: conv1's channels (the reference's 32); conv2 2w, conv3 and fc2 4w, fc1 32w
                 ):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 32, kernels[0], padding=1)
-        self.conv2 = nn.Conv2d(32, 64, kernels[1], padding=1)
-        self.conv3 = nn.Conv2d(64, 128, kernels[2], padding=1)
+        check_count("width", width)
+        self.conv1 = nn.Conv2d(in_channels, width, kernels[0], padding=1)
+        self.conv2 = nn.Conv2d(width, 2 * width, kernels[1], padding=1)
+        self.conv3 = nn.Conv2d(2 * width, 4 * width, kernels[2], padding=1)
         self.pool1, self.pool2 = nn.MaxPool2d(2, 2), nn.AdaptiveMaxPool2d((7, 14))
-        self.fc1, self.fc2, self.fc3 = nn.Linear(128 * 7 * 14, 1024), nn.Linear(1024, 128), nn.Linear(128, num_class)
+        self.fc1, self.fc2 = nn.Linear(4 * width * 7 * 14, 32 * width), nn.Linear(32 * width, 4 * width)
+        self.fc3 = nn.Linear(4 * width, num_class)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.pool1(F.relu(self.conv1(x)))
@@ -33,11 +38,11 @@ class RavdessCNN(nn.Module):
 
 class AudioNet(RavdessCNN):
     "The teacher: 40 MFCCs × 256 frames, (B, 1, 40, 256) -> (B, num_class) logits."
-    def __init__(self, num_class: int = 8): super().__init__(1, (7, 5, 5), num_class)
+    def __init__(self, num_class: int = 8, width: int = 32): super().__init__(1, (7, 5, 5), num_class, width)
 
 class ImageNet(RavdessCNN):
     "The student: one RGB frame, (B, 3, H, W) -> (B, num_class) logits (256 × 512 in the reference)."
-    def __init__(self, num_class: int = 8): super().__init__(3, (3, 3, 3), num_class)
+    def __init__(self, num_class: int = 8, width: int = 32): super().__init__(3, (3, 3, 3), num_class, width)
 
 # %% ../../nbs/14_ravdess.models.ipynb #63ed0b72
 class FuseNet(nn.Module):
@@ -47,6 +52,6 @@ class FuseNet(nn.Module):
     def forward(self, image: Tensor, audio: Tensor) -> Tensor: return 0.5 * self.image_net(image) + 0.5 * self.audio_net(audio)
 
 class AboveFc2(nn.Module):
-    "The layers of a RavdessCNN above fc2: logits = fc3(ReLU(h)) from fc2's output h, (B, 128) -> (B, classes)."
+    "The layers of a RavdessCNN above fc2: logits = fc3(ReLU(h)) from fc2's output h, (B, 4w) -> (B, classes)."
     def __init__(self, net: RavdessCNN): super().__init__(); self.net = net
     def forward(self, h: Tensor) -> Tensor: return self.net.fc3(F.relu(h))
