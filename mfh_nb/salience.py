@@ -83,6 +83,7 @@ class Joint:
         self.label_key, self.report = check_keys("label_key", label_key, 1)[0], report
 
     def required_keys(self) -> dict[str, str]: return {**{k: "keys" for k in self.keys}, self.label_key: "label_key"}
+    def output_keys(self) -> tuple[str, ...]: return self.keys
     def prepare(self, device: torch.device) -> None: pass
     def outputs(self, model: nn.Module, batch: dict) -> Tensor:
         return model(batch[self.keys[0]], batch[self.keys[1]])[0 if self.report == "f1" else 1]
@@ -286,7 +287,8 @@ class AboveLayer:
             node, W, _ = self.linear
             delta = self.h[perms, channels[:, None]] - self.h[rows, channels].T
             env = {node: (self.base[rows] + delta.unsqueeze(-1) * W[:, channels].T.unsqueeze(1)).flatten(0, 1)}
-        else: env = {self.nodes[0]: permuted_copies(self.h, channels, perms, rows, self.d).flatten(0, 1)}
+            return run_nodes(self.gm, self.nodes[1:], env).unflatten(0, (c, r))   # the cut itself is not recomputed
+        env = {self.nodes[0]: permuted_copies(self.h, channels, perms, rows, self.d).flatten(0, 1)}
         return run_nodes(self.gm, self.nodes, env).unflatten(0, (c, r))
 
 # %% ../nbs/05_salience.ipynb #2731cd12
@@ -548,7 +550,7 @@ class Nullified(nn.Module):
     def __init__(self, teacher: nn.Module,           # the trained teacher (held: not copied, modified or moved)
                  channels: Sequence[int] | Tensor,   # channels to nullify, each in [0, C)
                  layer: str | None = None,           # where (None = the input)
-                 fill: Tensor | str = "mean",        # "mean" over `data`, "batch" (the reference's), or values shaped like one sample's output
+                 fill: Tensor | str = "mean",        # "mean" over `data`, "batch" (the reference's), or values shaped like one sample's output (size-1 dims broadcast)
                  data: Tensor | DataLoader | None = None, # the teacher's input: for the means, and to read the layer's width
                  key: str = "a",                     # the teacher's modality in a DataLoader's dicts
                  channel_dim: int = 1,               # the channel dimension of the layer's output (dim 0: samples)
@@ -564,7 +566,8 @@ class Nullified(nn.Module):
 
     def replace(self, h: Tensor) -> Tensor:
         "h with the nullified channels set to their fill values (or batch means)."
-        if h.ndim != len(self.shape) + 1 or h.shape[self.d] != self.shape[self.d - 1] or (self.fill is not None and h.shape[1:] != self.fill.shape):
+        fill_fits = self.fill is None or all(f in (1, s) for f, s in zip(self.fill.shape, h.shape[1:]))   # per position, or broadcast
+        if h.ndim != len(self.shape) + 1 or h.shape[self.d] != self.shape[self.d - 1] or not fill_fits:
             raise ValueError(f"layer {self.layer!r} gives outputs of shape {tuple(h.shape)}, expected (n, *{self.shape}) as when it was nullified")
         idx = (slice(None),) * self.d + (self.channels,)
         out = h.clone()

@@ -39,10 +39,11 @@ __all__ = ['METRICS', 'HOOKS', 'CHECKPOINT_MAGIC', 'DictDataset', 'to_device', '
            'check_keys', 'Supervised', 'Distill', 'make_metric', 'metric_width', 'check_targets', 'FitState',
            'Callback', 'call_hooks', 'EarlyStopping', 'seed_epoch', 'save_checkpoint', 'read_checkpoint',
            'first_difference', 'load_checkpoint', 'join_process_group', 'shard', 'autocast_for', 'nonfinite_keys',
-           'check_loader', 'check_fit_data', 'check_fit_settings', 'check_fit_args', 'diverged', 'train_epoch',
-           'mean_over_processes', 'evaluate', 'FitResult', 'update_digest', 'digest', 'callable_id', 'data_fingerprint',
-           'objective_fingerprint', 'optimiser_fingerprint', 'TrainingRun', 'eval_mode', 'start_run', 'describe_batch',
-           'check_first_batch', 'run_state', 'open_checkpoint', 'restore', 'fit_epoch', 'improves', 'fit']
+           'check_loader', 'needed_keys', 'check_fit_data', 'check_fit_settings', 'check_fit_args', 'diverged',
+           'train_epoch', 'mean_over_processes', 'evaluate', 'FitResult', 'update_digest', 'digest', 'callable_id',
+           'data_fingerprint', 'objective_fingerprint', 'optimiser_fingerprint', 'TrainingRun', 'eval_mode',
+           'start_run', 'describe_batch', 'check_first_batch', 'run_state', 'open_checkpoint', 'restore', 'fit_epoch',
+           'improves', 'fit']
 
 # %% ../nbs/06_train.ipynb #54d7ce7b
 class DictDataset(Dataset):
@@ -70,7 +71,7 @@ class Objective(Protocol):
     label_key: str    # batch key of the target: the metric scores outputs against it, its length counts samples
 
     def required_keys(self) -> dict[str, str]:
-        "Every batch key the objective reads -> the argument that named it (fit checks them up front)."
+        "Every batch key the objective reads -> the argument that named it (fit checks them up front; a val/test loader needs only the label and, if the objective has an `output_keys()` method, those keys)."
     def prepare(self, device: torch.device) -> None:
         "Called once before training with the resolved device (e.g. to move a frozen teacher there)."
     def outputs(self, model: nn.Module, batch: dict) -> Tensor:
@@ -111,6 +112,7 @@ class Supervised:
         self.label_key = check_keys("label_key", label_key, 1)[0]
 
     def required_keys(self) -> dict[str, str]: return {**{k: "key" for k in self.keys}, self.label_key: "label_key"}
+    def output_keys(self) -> tuple[str, ...]: return self.keys
     def prepare(self, device: torch.device) -> None: pass
     def outputs(self, model: nn.Module, batch: dict) -> Tensor: return model(*(batch[k] for k in self.keys))
     def loss(self, model: nn.Module, batch: dict) -> Tensor: return self.loss_fn(self.outputs(model, batch), batch[self.label_key])
@@ -133,6 +135,7 @@ class Distill:
 
     def required_keys(self) -> dict[str, str]:
         return {self.student_key: "student_key", **{k: "teacher_keys" for k in self.teacher_keys}, self.label_key: "label_key"}
+    def output_keys(self) -> tuple[str, ...]: return (self.student_key,)
     def prepare(self, device: torch.device) -> None: self.teacher.to(device).eval()
     def teacher_logits(self, batch: dict) -> Tensor:
         with torch.no_grad(): return self.teacher(*(batch[k] for k in self.teacher_keys))
@@ -322,12 +325,18 @@ def check_loader(name: str, loader: DataLoader | None) -> dict | None:
     if nonfinite_keys(batch): raise ValueError(f"{name}'s first batch has NaN or infinite values in {nonfinite_keys(batch)}")
     return batch
 
+def needed_keys(objective: Objective, scored: bool) -> dict[str, str]:
+    "The batch keys a loader must hold: all the objective reads for training; for scoring, the label and `output_keys()` if it has one."
+    keys = objective.required_keys()
+    if not scored or not hasattr(objective, "output_keys"): return keys
+    return {k: arg for k, arg in keys.items() if k in (*objective.output_keys(), objective.label_key)}
+
 def check_fit_data(objective: Objective, loaders: dict[str, DataLoader | None], metric: torchmetrics.Metric | None) -> dict:
     "First batches of the loaders (name -> batch) after checking each holds the objective's keys and targets the metric can score."
     batches = {name: check_loader(name, loader) for name, loader in loaders.items()}
     for name, batch in batches.items():
         if batch is None: continue
-        for key, arg in objective.required_keys().items():
+        for key, arg in needed_keys(objective, scored=name != "train_loader").items():
             if key not in batch: raise ValueError(f"{arg} {key!r} is not a key of {name}'s batches (keys: {sorted(batch)})")
         check_targets(metric, batch[objective.label_key], f"{name}'s labels {objective.label_key!r}")
     return batches

@@ -188,3 +188,14 @@ def test_wrong_length_salience_is_refused_for_every_fill(pair, data, fill):
     kw = {} if fill == "default" else {"fill": fill}
     with pytest.raises(ValueError, match="salience has 5 values but layer '1' has 8 channels"):
         modality_specific_teacher(f1, torch.linspace(0, 1, 5), 0.5, layer="1", data=data[0], **kw)
+
+
+def test_a_linear_layer_above_the_cut_takes_the_fast_path_and_agrees_with_the_literal_loop():
+    # regression: the rank-one path used to recompute the cut node from inputs below the cut, fail, and fall back
+    from mfh_nb.salience import checked_cut
+    torch.manual_seed(0)
+    f1, f2 = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)), nn.Linear(4, 3)
+    xa, xb = torch.randn(40, 6), torch.randn(40, 4)
+    assert checked_cut(f1, "1", xa[:8]) is not None
+    fast = salience(f1, f2, xa, xb, layer="1", M=4, device="cpu")
+    assert torch.allclose(fast, salience(f1, f2, xa, xb, layer="1", M=4, device="cpu", method="literal"), atol=1e-5)

@@ -310,3 +310,17 @@ def test_nan_inputs_in_validation_data_are_refused():
     val = DataLoader(DictDataset(b=x, y=y), batch_size=16)
     with pytest.raises(ValueError, match="val_loader: the model's outputs are not finite at batch 2"):
         fit(Supervised(nn.Linear(5, 2)), tl, epochs=1, val_loader=val, num_classes=2, device="cpu", progress=False)
+
+
+def test_scored_loaders_need_only_the_keys_the_outputs_read():
+    # a Distill teacher's inputs (here precomputed logits under "t") need not be in the val/test batches
+    x, y = _toy()
+    soft = torch.randn(len(x), 2)
+    train_dl = DataLoader(DictDataset(b=x, t=soft, y=y), batch_size=16)
+    val_dl = DataLoader(DictDataset(b=x, y=y), batch_size=16)
+    r = fit(Distill(nn.Linear(5, 2), nn.Identity(), teacher_keys="t"), train_dl, epochs=1, val_loader=val_dl,
+            test_loader=val_dl, num_classes=2, device="cpu", progress=False)
+    assert r.test is not None
+    with pytest.raises(ValueError, match="student_key 'b' is not a key of val_loader"):
+        fit(Distill(nn.Linear(5, 2), nn.Identity(), teacher_keys="t"), train_dl, epochs=1, num_classes=2,
+            val_loader=DataLoader(DictDataset(z=x, y=y), batch_size=16), device="cpu", progress=False)

@@ -26,14 +26,14 @@ from ..data.mmimdb import FILE_NAME, GENRES, MMIMDB, teacher_student_split
 from ..experiment import check_count, check_fraction, check_positive, derive_seed, mean_std, resolve_device, seeded_module
 from ..kd import check_rho_T, multilabel_kd_loss
 from ..models.mmimdb import LateFusion, image_net, text_net
-from ..salience import Nullified, salience, surgery_channels
+from ..salience import Nullified, salience, sigmoid_mse_distance, surgery_channels
 from ..train import Distill, EarlyStopping, Supervised, fit, to_device
 
 # %% auto #0
 __all__ = ['CHOICES', 'THRESHOLDS', 'TEXT_IMAGE', 'FUSED', 'PAPER', 'F1_COLUMNS', 'COLOURS', 'Table7Config',
            'check_table7_config', 'table7_file', 'SigmoidF1', 'val_thresholds', 'f1_scores', 'predict', 'f1_on_test',
-           'table7_sets', 'eval_loader', 'train', 'Relabelled', 'pseudo_labels', 'table7_teachers', 'prob_distance',
-           'fused_inputs', 'general_teacher', 'planted_factors', 'region_reliance', 'score', 'table7_run', 'run_table7',
+           'table7_sets', 'eval_loader', 'train', 'Relabelled', 'pseudo_labels', 'table7_teachers', 'fused_inputs',
+           'general_teacher', 'planted_factors', 'region_reliance', 'score', 'table7_run', 'run_table7',
            'summarise_table7', 'vs_paper', 'side_by_side', 'plot_teacher_student', 'plot_salience_paths']
 
 # %% ../../nbs/28_mmimdb.ipynb #bda3a3f9
@@ -202,12 +202,6 @@ def table7_teachers(sets: dict[str, Dataset], val: DataLoader, cfg: Table7Config
             "Modality-specific-KD": (specific, TEXT_IMAGE, "T+I"), "Regular-KD": (regular, TEXT_IMAGE, "T+I")}
 
 # %% ../../nbs/28_mmimdb.ipynb #93770a20
-def prob_distance(p: Tensor, # (..., n, L) logits of f1
-                  q: Tensor, # (n, L) logits of f2
-                 ) -> Tensor:
-    "Mean squared difference of the genre probabilities σ(p) and σ(q) over samples and genres (Algorithm 1's Dist)."
-    return (torch.sigmoid(p) - torch.sigmoid(q)).pow(2).mean((-2, -1))
-
 FUSED = {"fused": slice(0, 1024), "text": slice(0, 512), "image": slice(512, 1024)}  # channels of LateFusion.fused
 
 @torch.no_grad()
@@ -229,10 +223,10 @@ def general_teacher(teacher: LateFusion,   # the regular teacher
     "The modality-general teacher, the raw salience of the 1,024 fused channels and the unpermuted distance."
     dev = resolve_device(cfg.device)
     h, x = fused_inputs(teacher, eval_loader(rows, cfg), dev)
-    sal = salience(teacher.head, text_model, h, x, None, cfg.M, prob_distance, normalize=None, seed=seed, device=cfg.device)
+    sal = salience(teacher.head, text_model, h, x, None, cfg.M, sigmoid_mse_distance, normalize=None, seed=seed, device=cfg.device)
     with torch.no_grad():
         text_model.eval().to(dev); teacher.head.to(dev)
-        base = prob_distance(teacher.head(h.to(dev)), text_model(x.to(dev))).item()
+        base = sigmoid_mse_distance(teacher.head(h.to(dev)), text_model(x.to(dev))).mean().item()
     candidates = torch.arange(1024)[FUSED[cfg.alg1_channels]]
     drop = candidates[surgery_channels(sal[candidates], cfg.ratio, "general")]
     return Nullified(teacher, drop, "fused", h.mean(0)), sal, base

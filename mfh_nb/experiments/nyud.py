@@ -32,10 +32,10 @@ from ..train import Distill, Supervised, fit
 
 # %% auto #0
 __all__ = ['seg_loss', 'NETWORK_INPUTS', 'PAPER_TABLE3', 'PAPER_TABLE6', 'TABLE3_ROWS', 'TABLE6_ROWS', 'check_pair',
-           'check_nyud_params', 'nyud_loaders', 'imagenet_state', 'Recipe', 'dense_probability_distance',
-           'nullified_kd', 'per_class_iou', 'network_scores', 'table3_run', 'TableRuns', 'run_table3', 'table6_run',
-           'run_table6', 'column_mean_std', 'table3_summary', 'table6_summary', 'vs_paper', 'by_cue', 'predict',
-           'plot_segmentations', 'plot_summary', 'plot_salience_ranking']
+           'check_nyud_params', 'nyud_loaders', 'imagenet_state', 'Recipe', 'nullified_kd', 'per_class_iou',
+           'network_scores', 'table3_run', 'TableRuns', 'run_table3', 'table6_run', 'run_table6', 'column_mean_std',
+           'table3_summary', 'table6_summary', 'vs_paper', 'by_cue', 'predict', 'plot_segmentations', 'plot_summary',
+           'plot_salience_ranking']
 
 # %% ../../nbs/25_nyud.ipynb #fafe61b4
 def check_pair(name: str, value, integer: bool) -> None:
@@ -122,20 +122,12 @@ def distill(self: Recipe, teacher: nn.Module, teacher_keys, loaders: dict, seed:
     "Train an RGB student from `teacher` (reading `teacher_keys`) with Eq. 1 per pixel."
     return self.train(Distill(self.net("rgb", student_seed), teacher, "rgb", teacher_keys, self.rho, loss=dense_kd_loss), loaders, seed)
 
-# %% ../../nbs/25_nyud.ipynb #1894e332
-def dense_probability_distance(num_classes: int) -> callable:
-    "Algorithm 1's Dist for dense outputs flattened to (..., n, K·H·W): per-pixel squared difference of class probabilities, summed over classes, averaged over pixels and samples."
-    def dist(p: Tensor, q: Tensor) -> Tensor:
-        P, Q = p.unflatten(-1, (num_classes, -1)).softmax(-2), q.unflatten(-1, (num_classes, -1)).softmax(-2)
-        return (P - Q).pow(2).sum(-2).mean((-2, -1))
-    return dist
-
 # %% ../../nbs/25_nyud.ipynb #703942a3
 def nullified_kd(recipe: Recipe, loaders: dict, teacher: nn.Module, rgb_net: nn.Module, # the regular teacher, the no-KD student
                  M: int, ratio: float, s: callable) -> tuple[dict, Tensor]:
     "Algorithm 1 on the teacher's decoder features, the nullified (modality-general) teacher, and its KD student."
     sal = salience(teacher, rgb_net, loaders["plain"], layer=DECODER_FEATURES, M=M, keys=("depth", "rgb"), chunk_size=8,
-                   seed=s("alg1"), device=recipe.device, dist=dense_probability_distance(40))
+                   seed=s("alg1"), device=recipe.device)   # the paper's Dist: class probabilities per pixel
     fill = channel_means(teacher, loaders["plain"], DECODER_FEATURES, key="depth", device=recipe.device).mean((-2, -1), keepdim=True)
     nullified = modality_general_teacher(teacher, sal, ratio, layer=DECODER_FEATURES, fill=fill)   # per-channel constants
     kd = recipe.distill(nullified, "depth", loaders, s("fit-student"), s("student"))

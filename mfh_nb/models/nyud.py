@@ -117,11 +117,12 @@ class Omnivore:
 
     def required_keys(self) -> dict[str, str]: return {**{k: "keys" for k in self.keys}, self.label_key: "label_key"}
     def prepare(self, device: torch.device) -> None: pass
+    def output_keys(self) -> tuple[str, ...]: return (self.eval_key,)
     def outputs(self, model: nn.Module, batch: dict) -> Tensor: return model(batch[self.eval_key])
-    def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, Tensor]:
+    def loss(self, model: nn.Module, batch: dict) -> Tensor:
         c, y = unwrap(model).backbone.in_channels, batch[self.label_key]
         out = model(torch.cat([match_channels(batch[k], c) for k in self.keys]))
-        return F.cross_entropy(out, y.repeat(len(self.keys), 1, 1), ignore_index=self.ignore_index), out[:len(y)]
+        return F.cross_entropy(out, y.repeat(len(self.keys), 1, 1), ignore_index=self.ignore_index)
 
 # %% ../../nbs/13_nyud.models.ipynb #fac53817
 class ModalBatchNorm2d(nn.Module):
@@ -188,11 +189,11 @@ class CENSupervised:
     def required_keys(self) -> dict[str, str]: return {**{k: "keys" for k in self.keys}, self.label_key: "label_key"}
     def prepare(self, device: torch.device) -> None: pass
     def outputs(self, model: nn.Module, batch: dict) -> Tensor: return model(*(batch[k] for k in self.keys))
-    def loss(self, model: nn.Module, batch: dict) -> tuple[Tensor, Tensor]:
+    def loss(self, model: nn.Module, batch: dict) -> Tensor:
         ens, streams = model(*(batch[k] for k in self.keys), streams=True)
         y = batch[self.label_key]
         task = sum(F.cross_entropy(z, y, ignore_index=self.ignore_index) for z in (*streams, ens))
-        return task + self.lam * unwrap(model).sparsity(), ens
+        return task + self.lam * unwrap(model).sparsity()
 
 # %% ../../nbs/13_nyud.models.ipynb #289683cf
 class SAGate(nn.Module):
