@@ -102,6 +102,8 @@ def main():
     width = max(len(r[0]) for r in table)
     for what, v, unit, ratio, rel in table:
         print(f"{what:<{width}}  {v:>12,.2f} {unit:<10} {ratio:>9.2f} {rel}")
+    steps = "; ".join(f"{what.split()[0]} step {v:.0f} samples/s" for what, v, *_ in table[3:5])
+    print(f"SUMMARY loader {table[2][1]:.0f} pairs/s; {steps}; Algorithm 1 fast {table[5][1]:.1f} s, {table[6][3]:.0f}x the literal loop")
 
 
 if __name__ == "__main__":

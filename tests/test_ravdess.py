@@ -140,6 +140,9 @@ def test_prepare_ravdess_refuses_an_audio_clip_without_video(tmp_path):
     (dict(kd_lr=0), ValueError, "kd_lr must be positive"),
     (dict(alg1_samples=-1), ValueError, "alg1_samples must be >= 0"),
     (dict(device="tpu"), ValueError, "device 'tpu'"),
+    (dict(distance="kl"), ValueError, "distance must be one of"),
+    (dict(width=0), ValueError, "width must be positive"),
+    (dict(M=1.5), TypeError, "M must be an int"),
 ])
 def test_bad_parameters_are_refused_before_any_work(kwargs, exc, words):
     with pytest.raises(exc) as err:
@@ -157,12 +160,11 @@ def test_teacher_logits_must_match_the_dataset(fixture_root):
 
 def test_an_independently_trained_teacher_runs(fixture_root):
     data = {s: RavdessDataset(fixture_root, s) for s in ("train", "val", "test")}
-    images = {s: RavdessDataset(fixture_root, s, keys=("image",)) for s in ("train", "val", "test")}
-    cfg = Table8Config(ratios=[0.5], teacher="independent", joint_epochs=1, kd_epochs=1, batch_size=8, M=2, device="cpu")
-    rows, step1, sal, f1, fc2 = table8_run(data, images, cfg, run=0)
+    cfg = Table8Config(ratios=[0.5], teacher="independent", width=4, joint_epochs=1, kd_epochs=1, batch_size=8, M=2, device="cpu")
+    rows, step1, sal, f1, fc2 = table8_run(data, cfg, run=0)
     assert [(r["teacher"], r["ratio"]) for r in rows] == [("regular", 0.0), ("modality-general", 0.5), ("random", 0.5),
                                                          ("modality-specific", 0.5)]
-    assert sal.shape == (128,) and fc2["train"].shape == (len(data["train"]), 128)
+    assert sal.shape == (16,) and fc2["train"].shape == (len(data["train"]), 16)
 
 
 def test_notebook_runs_under_papermill(tmp_path):
@@ -170,11 +172,12 @@ def test_notebook_runs_under_papermill(tmp_path):
     write_fixture(data, n_clips=8, frames_per_clip=3, seed=3)
     cmd = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "26_ravdess.ipynb"), str(tmp_path / "executed.ipynb"),
            "-p", "data_dir", str(data), "-p", "out_dir", str(out), "-p", "device", "cpu", "-p", "n_runs", "2",
-           "-y", "ratios: [0.5]", "-p", "joint_epochs", "1", "-p", "kd_epochs", "1", "-p", "M", "2", "--log-level", "ERROR"]
+           "-y", "ratios: [0.5]", "-p", "width", "4", "-p", "batch_size", "8", "-p", "num_workers", "0", "-p", "joint_epochs", "1",
+           "-p", "kd_epochs", "1", "-p", "M", "2", "--log-level", "ERROR"]
     subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True, text=True)
     res = json.loads((out / "results.json").read_text())
     assert res["params"]["n_runs"] == 2 and res["params"]["ratios"] == [0.5]
-    assert len(res["runs"]) == 2 * 4 and len(res["salience"]) == 2 and len(res["salience"][0]) == 128
+    assert len(res["runs"]) == 2 * 4 and len(res["salience"]) == 2 and len(res["salience"][0]) == 16
     assert [r["quantity"] for r in res["vs_paper"]][0].startswith("Table 4 / Table 8")
     assert {r["paper"] for r in res["vs_paper"]} == {77.22, 42.66, 64.75, 78.28}
     assert all(r["ours_std"] is not None for r in res["vs_paper"])
