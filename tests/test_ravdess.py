@@ -143,6 +143,7 @@ def test_prepare_ravdess_refuses_an_audio_clip_without_video(tmp_path):
     (dict(distance="kl"), ValueError, "distance must be one of"),
     (dict(width=0), ValueError, "width must be positive"),
     (dict(M=1.5), TypeError, "M must be an int"),
+    (dict(optimizer="rmsprop"), ValueError, "optimizer must be 'sgd' or 'adam'"),
 ])
 def test_bad_parameters_are_refused_before_any_work(kwargs, exc, words):
     with pytest.raises(exc) as err:
@@ -177,6 +178,7 @@ def test_notebook_runs_under_papermill(tmp_path):
     subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True, text=True)
     res = json.loads((out / "results.json").read_text())
     assert res["params"]["n_runs"] == 2 and res["params"]["ratios"] == [0.5]
+    assert res["params"]["config"]["optimizer"] == "sgd" and res["params"]["config"]["kd_lr"] == 0.00125  # real data: the reference's
     assert len(res["runs"]) == 2 * 4 and len(res["salience"]) == 2 and len(res["salience"][0]) == 16
     assert [r["quantity"] for r in res["vs_paper"]][0].startswith("Table 4 / Table 8")
     assert {r["paper"] for r in res["vs_paper"]} == {77.22, 42.66, 64.75, 78.28}
