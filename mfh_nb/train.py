@@ -170,8 +170,9 @@ def metric_width(metric: torchmetrics.Metric | None) -> int | None:
 def check_targets(metric: torchmetrics.Metric | None, # the metric that will score `y` (None: nothing to check)
                   y: Tensor,                          # a batch of targets
                   where: str,                         # what `y` is, for the message
+                  soft: bool = False,                 # multi-label training targets may be probabilities (soft pseudo labels)
                  ) -> None:
-    "Raise unless `y` holds int64 classes in [0, num_classes) (or the ignore index), or 0/1 labels of width num_labels."
+    "Raise unless `y` holds int64 classes in [0, num_classes) (or the ignore index), or 0/1 labels (probabilities if soft) of width num_labels."
     if hasattr(metric, "num_classes"):
         if y.dtype != torch.int64: raise TypeError(f"{where} must be int64 class indices for {type(metric).__name__}, got {y.dtype}")
         ok = (y >= 0) & (y < metric.num_classes)
@@ -180,7 +181,8 @@ def check_targets(metric: torchmetrics.Metric | None, # the metric that will sco
     elif hasattr(metric, "num_labels"):
         if y.ndim != 2 or y.shape[1] != metric.num_labels:
             raise ValueError(f"{where} must be (N, num_classes={metric.num_labels}) 0/1 labels, got shape {tuple(y.shape)}")
-        if not ((y == 0) | (y == 1)).all(): raise ValueError(f"{where} must be 0/1 labels, got values {y.unique()[:5].tolist()}")
+        if soft and not ((y >= 0) & (y <= 1)).all(): raise ValueError(f"{where} must be label probabilities in [0, 1], got values outside: {y[(y < 0) | (y > 1)][:5].tolist()}")
+        if not soft and not ((y == 0) | (y == 1)).all(): raise ValueError(f"{where} must be 0/1 labels, got values {y.unique()[:5].tolist()}")
 
 # %% ../nbs/06_train.ipynb #d4015b3c
 @dataclass
@@ -338,7 +340,7 @@ def check_fit_data(objective: Objective, loaders: dict[str, DataLoader | None], 
         if batch is None: continue
         for key, arg in needed_keys(objective, scored=name != "train_loader").items():
             if key not in batch: raise ValueError(f"{arg} {key!r} is not a key of {name}'s batches (keys: {sorted(batch)})")
-        check_targets(metric, batch[objective.label_key], f"{name}'s labels {objective.label_key!r}")
+        check_targets(metric, batch[objective.label_key], f"{name}'s labels {objective.label_key!r}", soft=name == "train_loader")
     return batches
 
 # %% ../nbs/06_train.ipynb #87d40bbc
@@ -389,7 +391,7 @@ def train_epoch(objective: Objective, model: nn.Module, loader: DataLoader, opt:
     total, count = torch.zeros((), device=device, dtype=torch.float64), 0
     for i, batch in enumerate(tqdm(loader, desc=f"epoch {state.epoch}", leave=False, disable=not progress)):
         batch = to_device(batch, device)
-        check_targets(metric, batch[objective.label_key], f"train_loader's labels {objective.label_key!r} (epoch {state.epoch}, batch {i})")
+        check_targets(metric, batch[objective.label_key], f"train_loader's labels {objective.label_key!r} (epoch {state.epoch}, batch {i})", soft=True)
         with autocast(): loss = objective.loss(model, batch)
         state.batch, state.loss = i, loss.item()
         if not math.isfinite(state.loss): raise diverged(state, batch)

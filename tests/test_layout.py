@@ -62,3 +62,15 @@ def test_the_layer_check_sees_a_backward_import(tmp_path):
         bad.write_text("from ..experiments.synthetic import run_sweep\nfrom mfh_nb.models import gauss\n")
         assert imported_layers(bad) == {"experiments", "models"}
     finally: bad.unlink()
+
+
+EXPERIMENTS = sorted((PKG.parent / "nbs").glob("2*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", EXPERIMENTS, ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(notebook):
+    "papermill (and so mfh-run's check of parameter names) reads every name the `parameters` cell assigns."
+    import json, papermill
+    cell = next(c for c in json.loads(notebook.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+    assigned = {t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign) for t in node.targets}
+    assert set(papermill.inspect_notebook(str(notebook))) == assigned
