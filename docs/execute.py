@@ -81,7 +81,17 @@ def run_notebook(fn: Path,  # the notebook to run
     passed, secs = nbdev.test.test_nb(fn, skip_flags=skip_flags, force_flags=force_flags, basepath=basepath)
     shell, cpu = KeepingShell.last, cpu_seconds() - cpu
     nbformat.write(with_outputs(fn, shell.nb.cells if shell and shell.nb else None), out_dir / fn.name)
-    return passed, secs, cpu, '' if passed else f"{fn.name}: {failed_cell(shell) if shell else 'did not start'}"
+    if not passed: return passed, secs, cpu, f"{fn.name}: {failed_cell(shell) if shell else 'did not start'}"
+    leak = leaked_state()
+    return not leak, secs, cpu, f"{fn.name}: {leak}" if leak else ''
+
+
+def leaked_state() -> str:
+    "What a notebook left switched in this process that would change the next notebook run in it (restored), or ''"
+    torch = sys.modules.get('torch')
+    if torch is None or torch.is_grad_enabled(): return ''
+    torch.set_grad_enabled(True)
+    return 'left autograd disabled for the notebooks after it (use `with torch.no_grad():`)'
 
 
 def cpu_seconds() -> float:

@@ -136,3 +136,12 @@ def test_notebooks_step_decides_as_nbdev_test(project, tmp_path):
     assert "FAILED 00_core.ipynb: cell #" in res.stderr and "the slow cell ran" in res.stderr
     out = outputs(tmp_path)
     assert any(o.output_type == "error" for o in out["slow"]) and out["eval"] == []  # the failure's traceback kept
+
+
+def test_a_notebook_that_leaves_autograd_off_fails_by_name(project, tmp_path):
+    "nbdev_test runs several notebooks per process: one that switches autograd off globally is named, not its victim"
+    leaky = nbformat.v4.new_notebook(cells=[code("import torch\ntorch.set_grad_enabled(False)")])
+    nbformat.write(leaky, project / "nbs" / "01_leaky.ipynb")
+    try: res = build(project, "notebooks", "--build", str(tmp_path), "--file_glob", "01_*", "--n_workers", "1")
+    finally: (project / "nbs" / "01_leaky.ipynb").unlink()
+    assert res.returncode == 1 and "FAILED 01_leaky.ipynb: left autograd disabled" in res.stderr
