@@ -17,6 +17,8 @@ from mfh_nb.experiments.avmnist import (PAPER, PAPER_TEACHERS, CachedTeacher, ch
                                         summarise, vs_paper)
 from mfh_nb.models.avmnist import multimodal_teacher
 
+from papermill_check import assert_refused_before_any_work
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -46,11 +48,7 @@ def test_notebook_runs_on_a_data_folder_under_papermill(data, tmp_path):
 
 
 def test_bad_parameter_fails_before_any_work(tmp_path):
-    cmd = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "24_avmnist.ipynb"), str(tmp_path / "x.ipynb"),
-           "-p", "epochs", "0", "-p", "out_dir", str(tmp_path / "out"), "--log-level", "ERROR"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
-    assert proc.returncode != 0 and "epochs must be positive" in proc.stderr + proc.stdout
-    assert not (tmp_path / "out").exists()
+    assert_refused_before_any_work("24_avmnist.ipynb", tmp_path, {"epochs": 0}, "epochs must be positive")
 
 
 @pytest.mark.parametrize("kwargs,exc,words", [

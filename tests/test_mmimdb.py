@@ -14,6 +14,8 @@ from torch.utils.data import DataLoader, Subset
 from mfh_nb.data.mmimdb import MMIMDB, MULTIBENCH_SPLIT, TARGET_NAMES, fuel_split_array, teacher_student_split, write_fixture
 from mfh_nb.experiments.mmimdb import PAPER, Relabelled, Table7Config, run_table7, table7_file
 
+from papermill_check import assert_refused_before_any_work
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(n_train=64, n_val=32, n_test=48)
 
@@ -172,8 +174,4 @@ def test_notebook_runs_under_papermill(fixture_file, tmp_path):
 
 
 def test_notebook_rejects_a_bad_parameter_before_any_work(tmp_path):
-    cmd = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "28_mmimdb.ipynb"), str(tmp_path / "executed.ipynb"),
-           "-p", "pseudo_labels", "fuzzy", "-p", "out_dir", str(tmp_path / "out"), "--log-level", "ERROR"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
-    assert proc.returncode != 0 and "pseudo_labels must be one of" in proc.stdout + proc.stderr
-    assert not (tmp_path / "out").exists()
+    assert_refused_before_any_work("28_mmimdb.ipynb", tmp_path, {"pseudo_labels": "fuzzy"}, "pseudo_labels must be one of")
